@@ -1,0 +1,958 @@
+"""Prometheus metrics for LLM workflow graphs: the collector, its cardinality guard, the server."""
+
+from __future__ import annotations
+
+import enum
+import math
+import operator
+import threading
+import time
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.metrics import MetricWrapperBase
+
+__all__ = [
+    "DEFAULT_MAX_CARDINALITY",
+    "GRAPH_EXECUTION_BUCKETS",
+    "GuardedMetric",
+    "MAX_LABEL_VALUE_LENGTH",
+    "MetricLabels",
+    "MetricsCollector",
+    "NODE_EXECUTION_BUCKETS",
+    "OTHER_LABEL_VALUE",
+    "QUEUE_WAIT_BUCKETS",
+    "REQUEST_LATENCY_BUCKETS",
+    "TIME_TO_FIRST_ITEM_BUCKETS",
+    "get_metrics_collector",
+    "reset_metrics_collector",
+    "set_metrics_collector",
+    "start_metrics_server",
+]
+
+# --- Buckets -------------------------------------------------------------------------------------
+# prometheus_client's defaults stop at 10 s, where an LLM call is only getting started: a completion
+# commonly takes 0.5-30 s, so the defaults would put most requests in +Inf and make
+# histogram_quantile() useless. Each tuple spans from "cache hit / trivial step" to "the slowest
+# call worth telling apart from a timeout", on the usual 1-2.5-5 steps, then 10-30-60 s (and 120,
+# 300 s for graphs) where LLM calls spend their time. About a dozen buckets per family: each
+# bucket is one more series per label combination, so the list is kept short on purpose.
+
+#: ``tinyllm_request_latency_seconds``: 5 ms (a cached answer) to 60 s (a long generation).
+REQUEST_LATENCY_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+#: ``tinyllm_node_execution_duration_seconds``: a node is at most one request, so the same range.
+NODE_EXECUTION_BUCKETS: tuple[float, ...] = REQUEST_LATENCY_BUCKETS
+#: ``tinyllm_graph_execution_duration_seconds``: a graph chains several calls, so 50 ms to 5 min.
+GRAPH_EXECUTION_BUCKETS: tuple[float, ...] = (
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+)  # fmt: skip
+#: ``tinyllm_queue_wait_time_seconds``: an idle queue answers in about a millisecond, a saturated
+#: one in tens of seconds, so it starts finer than the latency buckets.
+QUEUE_WAIT_BUCKETS: tuple[float, ...] = (
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+#: ``tinyllm_node_time_to_first_item_seconds``: the first streamed token/item arrives much sooner
+#: than the whole answer, so the finer queue-wait range (1 ms to 60 s) fits it.
+TIME_TO_FIRST_ITEM_BUCKETS: tuple[float, ...] = QUEUE_WAIT_BUCKETS
+
+#: ``MetricsCollector``'s default cap on label combinations per metric (the guide's example value).
+DEFAULT_MAX_CARDINALITY = 1000
+#: The value that replaces label values refused by the cardinality guard.
+OTHER_LABEL_VALUE = "other"
+#: Label values longer than this are cut to this many characters: a label is a dimension to group
+#: by, not a place for prompts or stack traces, and long values bloat every scrape.
+MAX_LABEL_VALUE_LENGTH = 128
+# Bound on the guard's memos of raw keys and folded combinations, so a flood of distinct label
+# values cannot grow memory: the guard exists precisely to stop that. At least this many entries,
+# or 4x max_cardinality when that is larger.
+_MIN_MEMO_SIZE = 4096
+
+
+class MetricLabels(str, enum.Enum):
+    """The label names used by the kit's metrics.
+
+    Members are str-Enums for use in code (``labels(**{MetricLabels.GRAPH: "g"})`` works); the
+    exposition always shows the plain value (``graph``), never ``MetricLabels.GRAPH``.
+    """
+
+    MODEL = "model"
+    GRAPH = "graph"
+    REQUEST_TYPE = "request_type"
+    ERROR_TYPE = "error_type"
+    NODE = "node"
+    CACHE_TYPE = "cache_type"
+    PRIORITY = "priority"
+    CATEGORY = "category"
+    SEVERITY = "severity"
+    STAGE = "stage"
+
+
+def _label_name(name: str | enum.Enum) -> str:
+    # Prometheus calls str() on label names, and str() of a str-Enum member is "Class.MEMBER"
+    # (the original's defect). Always hand it a plain str.
+    if isinstance(name, enum.Enum):
+        name = name.value
+    return str.__str__(name) if isinstance(name, str) else str(name)
+
+
+def _label_value(value: object) -> str:
+    """Turn one label value into the string prometheus will show."""
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if value is None:
+        return "none"
+    if isinstance(value, str):
+        text = str.__str__(value)  # a plain str, whatever __str__ a subclass defines
+    else:
+        try:
+            text = str(value)
+        except Exception:  # a user's __str__ must not break recording
+            text = f"<unprintable {type(value).__name__}>"
+    if len(text) > MAX_LABEL_VALUE_LENGTH:
+        text = text[:MAX_LABEL_VALUE_LENGTH]
+    return text
+
+
+def _memoizable(values: tuple[object, ...]) -> bool:
+    # The raw-key memo may hold only keys whose equality implies equal label strings. Numbers
+    # break that: 1 == 1.0 == True, yet they render "1", "1.0" and "True". Plain str, None and
+    # Enums with str values are safe; anything else is converted on every call.
+    for v in values:
+        if v is None or type(v) is str:
+            continue
+        if isinstance(v, enum.Enum) and not isinstance(v, (int, float, complex)):
+            continue  # identity equality, or (str mixin) equal to the very string it renders
+        return False
+    return True
+
+
+_M = TypeVar("_M", bound=MetricWrapperBase)
+
+
+class GuardedMetric(Generic[_M]):
+    """A labelled prometheus metric behind a cardinality guard.
+
+    ``labels(...)`` returns the prometheus child for a label combination. A combination seen
+    before costs one dict lookup on the raw argument tuple. The first time a combination is
+    seen, it is normalised (str-Enum -> value, None -> "none", other objects -> ``str()``, values
+    longer than :data:`MAX_LABEL_VALUE_LENGTH` cut) and admitted under a lock.
+
+    Once ``max_cardinality`` combinations are admitted, a new combination has each value that no
+    admitted combination uses in that position replaced by ``"other"``. If that folded combination
+    is itself admitted, it is used; otherwise the all-``"other"`` combination is, so a metric holds
+    at most ``max_cardinality + 1`` series. Every observation still lands in some series, so sums
+    and counts are preserved. ``dropped`` counts refused combinations: each distinct one once, as
+    long as the guard's bounded memo remembers it (under a flood of distinct values the memo is
+    flushed and a combination may be counted again, so read it as pressure, not as a census).
+
+    Children obtained before :meth:`MetricsCollector.reset_metrics` are detached from the
+    registry by it; call ``labels`` again afterwards.
+
+    Attributes:
+        name: the family name as exposed, e.g. ``"tinyllm_requests_total"``.
+        metric: the underlying prometheus metric.
+        label_names: the label names, plain strings.
+        max_cardinality: the cap on admitted combinations before folding starts.
+    """
+
+    __slots__ = (
+        "name",
+        "metric",
+        "label_names",
+        "max_cardinality",
+        "_fast",
+        "_children",
+        "_folded",
+        "_seen",
+        "_dropped",
+        "_lock",
+        "_generation",
+        "_memo_size",
+        "_all_other",
+        "_index",
+    )
+
+    def __init__(self, name: str, metric: _M, label_names: tuple[str, ...], max_cardinality: int):
+        self.name = name
+        self.metric: _M = metric
+        self.label_names = label_names
+        self.max_cardinality = max_cardinality
+        self._lock = threading.Lock()
+        self._memo_size = max(_MIN_MEMO_SIZE, 4 * max_cardinality)
+        self._all_other = (OTHER_LABEL_VALUE,) * len(label_names)
+        self._index = {n: i for i, n in enumerate(label_names)}
+        self._generation = 0
+        self._fast: dict[tuple[object, ...], _M] = {}
+        self._children: dict[tuple[str, ...], _M] = {}
+        self._folded: dict[tuple[str, ...], _M] = {}
+        self._seen: tuple[set[str], ...] = tuple(set() for _ in label_names)
+        self._dropped = 0
+
+    def labels(self, *values: object, **kv: object) -> _M:
+        """Return the prometheus child for these label values.
+
+        Args:
+            *values: one value per label, in ``label_names`` order.
+            **kv: label values by name instead (plain or :class:`MetricLabels` names).
+
+        Returns:
+            The child (``.inc()``, ``.set()``, ``.observe()`` ...); possibly the series of a
+            folded combination when the metric is at its cardinality cap.
+
+        Raises:
+            ValueError: the wrong number of values, or unknown / missing label names.
+
+        Example:
+            >>> c = MetricsCollector()
+            >>> c.requests_total.labels("gpt-x", "qa", "generate").inc()
+            >>> c.requests_total.labels(model="gpt-x", graph="qa", request_type="generate").inc()
+        """
+        if kv:
+            values = self._positional(values, kv)
+        try:
+            return self._fast[values]
+        except (KeyError, TypeError):  # TypeError: an unhashable value; resolved the slow way
+            return self._resolve(values)
+
+    @property
+    def cardinality(self) -> int:
+        """How many label combinations currently have a series (at most max_cardinality + 1)."""
+        return len(self._children)
+
+    @property
+    def dropped(self) -> int:
+        """How many label combinations were refused and folded into ``"other"``."""
+        return self._dropped
+
+    def reset(self) -> None:
+        """Remove every series and forget every admitted, folded and memoised combination."""
+        with self._lock:
+            self._generation += 1
+            self._fast.clear()
+            self._children.clear()
+            self._folded.clear()
+            for seen in self._seen:
+                seen.clear()
+            self._dropped = 0
+            self.metric.clear()
+
+    def __repr__(self) -> str:
+        return (
+            f"GuardedMetric({self.name!r}, labels={list(self.label_names)}, "
+            f"cardinality={self.cardinality}, dropped={self._dropped})"
+        )
+
+    # -- slow path ---------------------------------------------------------------------------
+
+    def _positional(
+        self, values: tuple[object, ...], kv: Mapping[str, object]
+    ) -> tuple[object, ...]:
+        if values:
+            raise ValueError(
+                f"{self.name}: pass label values either positionally or by name, not both"
+            )
+        out: list[object] = [_MISSING] * len(self.label_names)
+        for key, value in kv.items():
+            i = self._index.get(_label_name(key))
+            if i is None:
+                raise ValueError(
+                    f"{self.name} has no label {key!r}; its labels are {list(self.label_names)}"
+                )
+            out[i] = value
+        if any(v is _MISSING for v in out):
+            missing = [n for n, v in zip(self.label_names, out, strict=True) if v is _MISSING]
+            raise ValueError(f"{self.name}: missing label values for {missing}")
+        return tuple(out)
+
+    def _resolve(self, values: tuple[object, ...]) -> _M:
+        if len(values) != len(self.label_names):
+            raise ValueError(
+                f"{self.name} takes {len(self.label_names)} label values "
+                f"{list(self.label_names)}, got {len(values)}"
+            )
+        generation = self._generation
+        norm = tuple(_label_value(v) for v in values)
+        # Lock-free reads first: dict reads are atomic, and the lock is only for writes.
+        child = self._children.get(norm)
+        if child is None:
+            child = self._folded.get(norm)
+        if child is None or _memoizable(values):
+            with self._lock:
+                if child is None:
+                    child = self._children.get(norm)
+                    if child is None:
+                        child = self._folded.get(norm)
+                    if child is None:
+                        child = self._admit(norm)
+                # A reset between our reads and here makes `child` stale: use it for this one
+                # call (an observation racing a reset may be lost) but do not memoise it.
+                if generation == self._generation and _memoizable(values):
+                    if len(self._fast) >= self._memo_size:
+                        self._fast.clear()
+                    self._fast[values] = child
+        return child
+
+    def _admit(self, norm: tuple[str, ...]) -> _M:
+        # Called with self._lock held, for a normalised combination with no series yet.
+        if len(self._children) < self.max_cardinality:
+            child = self._children[norm] = self.metric.labels(*norm)
+            for seen, value in zip(self._seen, norm, strict=True):
+                seen.add(value)
+            return child
+        if norm == self._all_other:  # the overflow series itself, asked for by name
+            child = self._children[norm] = self.metric.labels(*norm)
+            return child
+        folded = tuple(
+            value if value in seen else OTHER_LABEL_VALUE
+            for value, seen in zip(norm, self._seen, strict=True)
+        )
+        target = self._children.get(folded)
+        if target is None:
+            target = self._children.get(self._all_other)
+            if target is None:
+                target = self._children[self._all_other] = self.metric.labels(*self._all_other)
+        self._dropped += 1
+        if len(self._folded) >= self._memo_size:
+            self._folded.clear()
+        self._folded[norm] = target
+        return target
+
+
+_MISSING = object()
+
+
+class _Timed:
+    """Times a block into a histogram child; optionally moves a gauge and counts a counter.
+
+    A small class rather than ``@contextmanager``: a generator-based manager costs about a
+    microsecond more per use, and this sits around user calls.
+    """
+
+    __slots__ = ("_histogram", "_gauge", "_counter", "_start", "duration")
+
+    def __init__(self, histogram: Histogram, gauge: Gauge | None, counter: Counter | None) -> None:
+        self._histogram = histogram
+        self._gauge = gauge
+        self._counter = counter
+        self._start = 0.0
+        #: Seconds the block took, set when it ends (None until then).
+        self.duration: float | None = None
+
+    def __enter__(self) -> _Timed:
+        if self._gauge is not None:
+            self._gauge.inc()
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Failed blocks are timed and counted too: their latency is part of what users feel.
+        self.duration = duration = max(time.perf_counter() - self._start, 0.0)
+        try:
+            self._histogram.observe(duration)
+            if self._counter is not None:
+                self._counter.inc()
+        finally:
+            if self._gauge is not None:
+                self._gauge.dec()
+
+
+def _check_amount(what: str, value: float) -> float:
+    # Counters and histograms of sizes and durations have no meaning below zero; prometheus
+    # would raise for counters and silently corrupt histogram sums, so refuse both up front.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} must be a number, got {type(value).__name__}")
+    if math.isnan(value) or value < 0:
+        raise ValueError(
+            f"{what} must be >= 0, got {value!r}; pass the measured amount, not a delta"
+        )
+    return value
+
+
+def _error_type_name(error_type: object) -> object:
+    # Let callers pass the exception (or its class) itself: the label is its class name.
+    if isinstance(error_type, BaseException):
+        return type(error_type).__name__
+    if isinstance(error_type, type) and issubclass(error_type, BaseException):
+        return error_type.__name__
+    return error_type
+
+
+class MetricsCollector:
+    """The kit's Prometheus metrics, each behind its own cardinality guard.
+
+    Each instance owns its metrics and registers them on its own registry, so any number of
+    collectors coexist (tests create one each). The families, their labels (the guide's) and the
+    attribute holding each one's :class:`GuardedMetric`:
+
+    ``tinyllm_requests_total{model,graph,request_type}``            ``requests_total``
+    ``tinyllm_request_latency_seconds{model,graph}``                ``request_latency``
+    ``tinyllm_active_requests{model,graph}``                        ``active_requests``
+    ``tinyllm_tokens_input_total{model,graph}``                     ``tokens_input``
+    ``tinyllm_tokens_output_total{model,graph}``                    ``tokens_output``
+    ``tinyllm_errors_total{error_type,model,graph}``                ``errors_total``
+    ``tinyllm_node_errors_total{node,graph,error_type}``            ``node_errors``
+    ``tinyllm_node_execution_duration_seconds{node,graph}``         ``node_execution_duration``
+    ``tinyllm_node_executions_total{node,graph}``                   ``node_executions``
+    ``tinyllm_node_time_to_first_item_seconds{node,graph}``         ``node_time_to_first_item``
+    ``tinyllm_graph_execution_duration_seconds{graph}``             ``graph_execution_duration``
+    ``tinyllm_cache_hits_total{cache_type}``                        ``cache_hits``
+    ``tinyllm_cache_misses_total{cache_type}``                      ``cache_misses``
+    ``tinyllm_queue_size{priority}``                                ``queue_size``
+    ``tinyllm_queue_wait_time_seconds{priority}``                   ``queue_wait_time``
+    ``tinyllm_events_total{category,severity}``                     ``events_total``
+    ``tinyllm_instrumentation_errors_total{stage}``                 ``instrumentation_errors``
+
+    Args:
+        max_cardinality: label combinations each metric may hold before new ones are folded
+            into ``"other"`` (see :class:`GuardedMetric`).
+        registry: where to register the metrics; a fresh ``CollectorRegistry`` when None.
+            Pass ``prometheus_client.REGISTRY`` to expose them next to your own metrics.
+
+    Raises:
+        ValueError: ``max_cardinality`` is not a whole number >= 1, or ``registry`` already
+            holds these metric names (another collector on the same registry).
+
+    Example:
+        >>> collector = MetricsCollector(max_cardinality=1000)
+        >>> collector.increment_request_count(model="gpt-x", graph="qa")
+        >>> with collector.track_request_latency(model="gpt-x", graph="qa"):
+        ...     pass
+        >>> collector.get_cardinality_stats()["metrics"]["tinyllm_requests_total"]
+        {'cardinality': 1, 'dropped': 0}
+    """
+
+    def __init__(
+        self,
+        max_cardinality: int = DEFAULT_MAX_CARDINALITY,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.max_cardinality = _check_max_cardinality(max_cardinality)
+        self.registry = CollectorRegistry() if registry is None else registry
+        self._guarded: dict[str, GuardedMetric[Any]] = {}
+        self._generation = 0
+        L = MetricLabels
+        g = self._guard
+        self.requests_total: GuardedMetric[Counter] = g(
+            Counter, "tinyllm_requests_total", "Total requests processed by model and graph.",
+            (L.MODEL, L.GRAPH, L.REQUEST_TYPE),
+        )  # fmt: skip
+        self.request_latency: GuardedMetric[Histogram] = g(
+            Histogram, "tinyllm_request_latency_seconds", "Request latency in seconds.",
+            (L.MODEL, L.GRAPH), REQUEST_LATENCY_BUCKETS,
+        )  # fmt: skip
+        self.active_requests: GuardedMetric[Gauge] = g(
+            Gauge, "tinyllm_active_requests", "Currently active requests.", (L.MODEL, L.GRAPH),
+        )  # fmt: skip
+        self.tokens_input: GuardedMetric[Counter] = g(
+            Counter, "tinyllm_tokens_input_total", "Total input tokens processed.",
+            (L.MODEL, L.GRAPH),
+        )  # fmt: skip
+        self.tokens_output: GuardedMetric[Counter] = g(
+            Counter, "tinyllm_tokens_output_total", "Total output tokens generated.",
+            (L.MODEL, L.GRAPH),
+        )  # fmt: skip
+        self.errors_total: GuardedMetric[Counter] = g(
+            Counter, "tinyllm_errors_total", "Total errors by type.",
+            (L.ERROR_TYPE, L.MODEL, L.GRAPH),
+        )  # fmt: skip
+        self.node_errors: GuardedMetric[Counter] = g(
+            Counter, "tinyllm_node_errors_total", "Node-specific errors.",
+            (L.NODE, L.GRAPH, L.ERROR_TYPE),
+        )  # fmt: skip
+        self.node_execution_duration: GuardedMetric[Histogram] = g(
+            Histogram, "tinyllm_node_execution_duration_seconds",
+            "Node execution duration in seconds.", (L.NODE, L.GRAPH), NODE_EXECUTION_BUCKETS,
+        )  # fmt: skip
+        self.node_executions: GuardedMetric[Counter] = g(
+            Counter, "tinyllm_node_executions_total", "Total node executions, failed included.",
+            (L.NODE, L.GRAPH),
+        )  # fmt: skip
+        self.node_time_to_first_item: GuardedMetric[Histogram] = g(
+            Histogram, "tinyllm_node_time_to_first_item_seconds",
+            "Seconds from a streaming node's start to its first item.", (L.NODE, L.GRAPH),
+            TIME_TO_FIRST_ITEM_BUCKETS,
+        )  # fmt: skip
+        self.graph_execution_duration: GuardedMetric[Histogram] = g(
+            Histogram, "tinyllm_graph_execution_duration_seconds",
+            "Graph execution duration in seconds.", (L.GRAPH,), GRAPH_EXECUTION_BUCKETS,
+        )  # fmt: skip
+        self.cache_hits: GuardedMetric[Counter] = g(
+            Counter, "tinyllm_cache_hits_total", "Cache hits by cache type.", (L.CACHE_TYPE,),
+        )  # fmt: skip
+        self.cache_misses: GuardedMetric[Counter] = g(
+            Counter, "tinyllm_cache_misses_total", "Cache misses by cache type.", (L.CACHE_TYPE,),
+        )  # fmt: skip
+        self.queue_size: GuardedMetric[Gauge] = g(
+            Gauge, "tinyllm_queue_size", "Current queue size by priority.", (L.PRIORITY,),
+        )  # fmt: skip
+        self.queue_wait_time: GuardedMetric[Histogram] = g(
+            Histogram, "tinyllm_queue_wait_time_seconds", "Time spent waiting in queue, seconds.",
+            (L.PRIORITY,), QUEUE_WAIT_BUCKETS,
+        )  # fmt: skip
+        self.events_total: GuardedMetric[Counter] = g(
+            Counter, "tinyllm_events_total", "Events emitted by category and severity.",
+            (L.CATEGORY, L.SEVERITY),
+        )  # fmt: skip
+        self.instrumentation_errors: GuardedMetric[Counter] = g(
+            Counter, "tinyllm_instrumentation_errors_total",
+            "Failures inside tinyllm_instrument itself, by stage; user code was unaffected.",
+            (L.STAGE,),
+        )  # fmt: skip
+        self._register_all()
+
+    def _guard(
+        self,
+        kind: type[_M],
+        name: str,
+        documentation: str,
+        labels: tuple[MetricLabels, ...],
+        buckets: tuple[float, ...] | None = None,
+    ) -> GuardedMetric[_M]:
+        names = tuple(_label_name(label) for label in labels)
+        extra: dict[str, Any] = {} if buckets is None else {"buckets": buckets}
+        # registry=None: registered together in _register_all, so a clash leaves nothing behind.
+        metric = kind(name, documentation, names, registry=None, **extra)
+        guarded: GuardedMetric[_M] = GuardedMetric(name, metric, names, self.max_cardinality)
+        self._guarded[name] = guarded
+        return guarded
+
+    def _register_all(self) -> None:
+        done: list[MetricWrapperBase] = []
+        try:
+            for guarded in self._guarded.values():
+                self.registry.register(guarded.metric)
+                done.append(guarded.metric)
+        except ValueError as exc:
+            for metric in done:
+                self.registry.unregister(metric)
+            raise ValueError(
+                f"this registry already holds tinyllm metrics ({exc}); each MetricsCollector "
+                "needs a registry of its own: pass registry=None or a fresh CollectorRegistry()"
+            ) from exc
+
+    @property
+    def metrics(self) -> Mapping[str, GuardedMetric[Any]]:
+        """Every guarded metric, by exposed family name (``"tinyllm_requests_total"`` ...)."""
+        return dict(self._guarded)
+
+    def __repr__(self) -> str:
+        families = len(self._guarded)
+        return f"MetricsCollector(max_cardinality={self.max_cardinality}, families={families})"
+
+    # -- recording API (the guide's names) ---------------------------------------------------
+
+    def increment_request_count(
+        self, model: object, graph: object, request_type: object = "generate"
+    ) -> None:
+        """Count one request in ``tinyllm_requests_total``.
+
+        Args:
+            model: model name.
+            graph: graph name.
+            request_type: e.g. "generate", "stream".
+
+        Example:
+            >>> MetricsCollector().increment_request_count("gpt-x", "qa", request_type="stream")
+        """
+        self.requests_total.labels(model, graph, request_type).inc()
+
+    def track_request_latency(self, model: object, graph: object) -> _Timed:
+        """Context manager: time a request and count it as active while it runs.
+
+        ``tinyllm_active_requests`` goes up on entry and down on exit, also when the block
+        raises; the duration lands in ``tinyllm_request_latency_seconds`` either way.
+
+        Args:
+            model: model name.
+            graph: graph name.
+
+        Returns:
+            A context manager whose ``duration`` holds the seconds taken once the block ends.
+
+        Example:
+            >>> collector = MetricsCollector()
+            >>> with collector.track_request_latency("gpt-x", "qa"):
+            ...     pass
+        """
+        return _Timed(
+            self.request_latency.labels(model, graph),
+            self.active_requests.labels(model, graph),
+            None,
+        )
+
+    def record_tokens(
+        self, input_tokens: int, output_tokens: int, model: object, graph: object
+    ) -> None:
+        """Add token counts to ``tinyllm_tokens_input_total`` and ``tinyllm_tokens_output_total``.
+
+        Args:
+            input_tokens: prompt tokens, >= 0.
+            output_tokens: generated tokens, >= 0.
+            model: model name.
+            graph: graph name.
+
+        Raises:
+            ValueError: a count is negative or NaN (nothing is recorded then).
+            TypeError: a count is not a number.
+
+        Example:
+            >>> MetricsCollector().record_tokens(120, 45, model="gpt-x", graph="qa")
+        """
+        _check_amount("input_tokens", input_tokens)
+        _check_amount("output_tokens", output_tokens)
+        self.tokens_input.labels(model, graph).inc(input_tokens)
+        self.tokens_output.labels(model, graph).inc(output_tokens)
+
+    def increment_error_count(self, error_type: object, model: object, graph: object) -> None:
+        """Count one error in ``tinyllm_errors_total``.
+
+        Args:
+            error_type: a short kind, or the exception / exception class (its name is used).
+            model: model name.
+            graph: graph name.
+
+        Example:
+            >>> MetricsCollector().increment_error_count(TimeoutError, "gpt-x", "qa")
+        """
+        self.errors_total.labels(_error_type_name(error_type), model, graph).inc()
+
+    def track_node_execution(self, node: object, graph: object) -> _Timed:
+        """Context manager: time a node into ``tinyllm_node_execution_duration_seconds``.
+
+        Each run, failed or not, is also counted in ``tinyllm_node_executions_total``.
+
+        Args:
+            node: node name.
+            graph: graph name.
+
+        Returns:
+            A context manager whose ``duration`` holds the seconds taken once the block ends.
+
+        Example:
+            >>> with MetricsCollector().track_node_execution("router", "qa"):
+            ...     pass
+        """
+        return _Timed(
+            self.node_execution_duration.labels(node, graph),
+            None,
+            self.node_executions.labels(node, graph),
+        )
+
+    def increment_node_error_count(self, node: object, graph: object, error_type: object) -> None:
+        """Count one node failure in ``tinyllm_node_errors_total``.
+
+        Args:
+            node: node name.
+            graph: graph name.
+            error_type: a short kind, or the exception / exception class (its name is used).
+
+        Example:
+            >>> MetricsCollector().increment_node_error_count("router", "qa", ValueError("x"))
+        """
+        self.node_errors.labels(node, graph, _error_type_name(error_type)).inc()
+
+    def track_graph_execution(self, graph: object) -> _Timed:
+        """Context manager: time a graph run into ``tinyllm_graph_execution_duration_seconds``.
+
+        Args:
+            graph: graph name.
+
+        Returns:
+            A context manager whose ``duration`` holds the seconds taken once the block ends.
+
+        Example:
+            >>> with MetricsCollector().track_graph_execution("qa"):
+            ...     pass
+        """
+        return _Timed(self.graph_execution_duration.labels(graph), None, None)
+
+    def increment_cache_hit(self, cache_type: object) -> None:
+        """Count one hit in ``tinyllm_cache_hits_total``.
+
+        Args:
+            cache_type: e.g. "memory", "redis".
+
+        Example:
+            >>> MetricsCollector().increment_cache_hit("memory")
+        """
+        self.cache_hits.labels(cache_type).inc()
+
+    def increment_cache_miss(self, cache_type: object) -> None:
+        """Count one miss in ``tinyllm_cache_misses_total``.
+
+        Args:
+            cache_type: e.g. "memory", "redis".
+
+        Example:
+            >>> MetricsCollector().increment_cache_miss("memory")
+        """
+        self.cache_misses.labels(cache_type).inc()
+
+    def update_queue_size(self, size: int, priority: object) -> None:
+        """Set ``tinyllm_queue_size`` for one priority to the current size.
+
+        Args:
+            size: items waiting now, >= 0.
+            priority: e.g. "high", "normal", or a number.
+
+        Raises:
+            ValueError: ``size`` is negative or NaN.
+            TypeError: it is not a number.
+
+        Example:
+            >>> MetricsCollector().update_queue_size(3, priority="high")
+        """
+        _check_amount("size", size)
+        self.queue_size.labels(priority).set(size)
+
+    def record_queue_wait_time(self, seconds: float, priority: object) -> None:
+        """Observe one wait in ``tinyllm_queue_wait_time_seconds``.
+
+        Args:
+            seconds: time spent queued, >= 0.
+            priority: e.g. "high", "normal", or a number.
+
+        Raises:
+            ValueError: ``seconds`` is negative or NaN.
+            TypeError: it is not a number.
+
+        Example:
+            >>> MetricsCollector().record_queue_wait_time(0.25, priority="high")
+        """
+        _check_amount("seconds", seconds)
+        self.queue_wait_time.labels(priority).observe(seconds)
+
+    # -- inspection and reset ----------------------------------------------------------------
+
+    def get_cardinality_stats(self) -> dict[str, Any]:
+        """Label combinations per metric, and how many were folded into ``"other"``.
+
+        Returns:
+            ``{"metrics": {<family name>: {"cardinality": int, "dropped": int}},
+            "total_label_combinations": int, "max_cardinality": int}``.
+
+        Example:
+            >>> stats = MetricsCollector(max_cardinality=1000).get_cardinality_stats()
+            >>> stats["max_cardinality"], stats["total_label_combinations"]
+            (1000, 0)
+        """
+        per_metric = {
+            name: {"cardinality": g.cardinality, "dropped": g.dropped}
+            for name, g in self._guarded.items()
+        }
+        return {
+            "metrics": per_metric,
+            "total_label_combinations": sum(m["cardinality"] for m in per_metric.values()),
+            "max_cardinality": self.max_cardinality,
+        }
+
+    def get_metrics_summary(self) -> dict[str, Any]:
+        """What has been recorded, per family, in a form meant for people and the CLI.
+
+        Returns:
+            ``{"metrics": {<family name>: {...}}, "total_series": int, "max_cardinality": int}``
+            where each family has ``type``, ``series`` (label combinations) and ``dropped``;
+            counters and gauges add ``total`` (sum over series); histograms add ``count`` (of
+            observations) and ``sum`` (of observed values).
+
+        Example:
+            >>> c = MetricsCollector()
+            >>> c.increment_cache_hit("memory")
+            >>> c.get_metrics_summary()["metrics"]["tinyllm_cache_hits_total"]["total"]
+            1.0
+        """
+        families: dict[str, dict[str, Any]] = {}
+        for name, guarded in self._guarded.items():
+            entry: dict[str, Any] = {}
+            for family in guarded.metric.collect():
+                entry["type"] = family.type
+                if family.type == "histogram":
+                    entry["count"] = int(
+                        sum(s.value for s in family.samples if s.name.endswith("_count"))
+                    )
+                    entry["sum"] = float(
+                        sum(s.value for s in family.samples if s.name.endswith("_sum"))
+                    )
+                else:
+                    sample_name = name  # counters: "..._total"; gauges: the family name
+                    entry["total"] = float(
+                        sum(s.value for s in family.samples if s.name == sample_name)
+                    )
+            entry["series"] = guarded.cardinality
+            entry["dropped"] = guarded.dropped
+            families[name] = entry
+        return {
+            "metrics": families,
+            "total_series": sum(e["series"] for e in families.values()),
+            "max_cardinality": self.max_cardinality,
+        }
+
+    def reset_metrics(self) -> None:
+        """Remove every series of every family and forget all cardinality bookkeeping.
+
+        The families stay registered; the next recording starts from zero. Children obtained
+        from ``labels()`` before the reset no longer reach the registry: whoever keeps them
+        should watch :attr:`generation`.
+
+        Example:
+            >>> c = MetricsCollector()
+            >>> c.increment_cache_hit("memory")
+            >>> c.reset_metrics()
+            >>> c.get_cardinality_stats()["total_label_combinations"]
+            0
+        """
+        for guarded in self._guarded.values():
+            guarded.reset()
+        self._generation += 1
+
+    @property
+    def generation(self) -> int:
+        """How many times :meth:`reset_metrics` has run on this collector.
+
+        Code that keeps children from ``labels()`` across calls (as ``@observe`` does) compares
+        this to the value it saw when binding them, and binds afresh when it changed.
+        """
+        return self._generation
+
+
+def _check_max_cardinality(value: object) -> int:
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise ValueError(
+            f"max_cardinality must be a whole number >= 1, got {value!r}; "
+            f"e.g. MetricsCollector(max_cardinality={DEFAULT_MAX_CARDINALITY})"
+        ) from None
+    if number < 1:
+        raise ValueError(
+            f"max_cardinality must be >= 1, got {number}; it is how many label combinations "
+            "each metric may hold before folding into 'other', "
+            f"e.g. MetricsCollector(max_cardinality={DEFAULT_MAX_CARDINALITY})"
+        )
+    return number
+
+
+# --- the process-wide collector -------------------------------------------------------------------
+
+_collector: MetricsCollector | None = None
+_collector_lock = threading.Lock()
+
+
+def get_metrics_collector() -> MetricsCollector:
+    """Return the process-wide collector, creating it (with its own registry) on first use.
+
+    The metrics server serves it by default and ``@observe`` records into it.
+
+    Returns:
+        The process-wide :class:`MetricsCollector`.
+
+    Example:
+        >>> collector = get_metrics_collector()
+        >>> collector is get_metrics_collector()
+        True
+    """
+    collector = _collector
+    if collector is not None:
+        return collector
+    return _create_collector()
+
+
+def _create_collector() -> MetricsCollector:
+    global _collector
+    with _collector_lock:
+        if _collector is None:
+            _collector = MetricsCollector()
+        return _collector
+
+
+def set_metrics_collector(collector: MetricsCollector | None) -> MetricsCollector | None:
+    """Install ``collector`` as the process-wide collector (None: create afresh on next use).
+
+    Args:
+        collector: the collector to install, e.g. one on a test's own registry.
+
+    Returns:
+        The collector that was installed before, or None if none had been created.
+
+    Raises:
+        TypeError: ``collector`` is neither a MetricsCollector nor None.
+
+    Example:
+        >>> previous = set_metrics_collector(MetricsCollector())
+        >>> _ = set_metrics_collector(previous)
+    """
+    global _collector
+    if collector is not None and not isinstance(collector, MetricsCollector):
+        raise TypeError(f"expected a MetricsCollector or None, got {type(collector).__name__}")
+    with _collector_lock:
+        previous, _collector = _collector, collector
+    return previous
+
+
+def reset_metrics_collector() -> None:
+    """Discard the process-wide collector, so the next ``get_metrics_collector()`` makes a new one.
+
+    Example:
+        >>> reset_metrics_collector()
+    """
+    set_metrics_collector(None)
+
+
+# --- the metrics server ---------------------------------------------------------------------------
+
+
+def start_metrics_server(
+    port: int = 9090,
+    addr: str = "127.0.0.1",
+    collector: MetricsCollector | None = None,
+) -> tuple[Any, threading.Thread]:
+    """Serve ``/metrics`` for a collector with prometheus_client's own HTTP server, in a thread.
+
+    Only this machine can scrape it unless you ask for more: pass ``addr="0.0.0.0"`` (or
+    ``"::"``) to listen on every interface.
+
+    Args:
+        port: TCP port; 0 picks a free one (read it from ``server.server_port``).
+        addr: address to bind.
+        collector: whose registry to serve; the process-wide collector when None.
+
+    Returns:
+        ``(server, thread)``. Stop with ``server.shutdown(); server.server_close()``.
+
+    Raises:
+        ValueError: ``port`` is not a whole number in 0..65535.
+        OSError: the address cannot be bound (port in use, no permission); the message names
+            the address and says how to fix it.
+
+    Example:
+        >>> server, thread = start_metrics_server(port=0)
+        >>> port = server.server_port   # curl http://127.0.0.1:<port>/metrics
+        >>> server.shutdown(); server.server_close()
+    """
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(
+            f"port must be a whole number in 0..65535 (0 picks a free one), got {port!r}"
+        )
+    if collector is None:
+        collector = get_metrics_collector()
+    try:
+        server, thread = start_http_server(port, addr=addr, registry=collector.registry)
+    except OSError as exc:
+        raise OSError(
+            exc.errno,
+            f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}; another process may "
+            f"hold the port: choose a free one (e.g. --port {port + 1 if 0 < port < 65535 else 0}, "
+            "or 0 for any) or stop the other process",
+        ) from exc
+    return server, thread
