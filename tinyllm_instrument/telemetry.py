@@ -21,6 +21,7 @@ Limit: spans already started keep the resource and processors of the moment they
 from __future__ import annotations
 
 import atexit
+import contextvars
 import functools
 import inspect
 import json
@@ -30,6 +31,7 @@ import sys
 import threading
 import traceback
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -63,6 +65,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from opentelemetry.util.types import Attributes
 
 from . import _config
+from ._context import CURRENT_GRAPH, CURRENT_NODE
 from ._errors import KIT_LOGGER_NAME, report_internal_error
 from .redaction import REDACTED, get_redaction_policy
 
@@ -680,6 +683,7 @@ def configure_telemetry(config: TelemetryConfig | None = None, **overrides: Any)
         config = replace(config, **overrides)
 
     with _STATE.lock:
+        _set_thread_propagation(config.enable_tracing and config.propagate_to_threads)
         if not config.enable_tracing:
             _disable(shutdown_extra=False)
             _STATE.config = config
@@ -763,6 +767,7 @@ def reset_telemetry() -> None:
     nothing, so every span is non-recording until the next ``configure_telemetry``.
     """
     with _STATE.lock:
+        _set_thread_propagation(False)
         _disable(shutdown_extra=True)
         _STATE.config = None
 
@@ -1281,3 +1286,71 @@ def extract_context(carrier: Mapping[str, str]) -> otel_context.Context:
     except Exception as exc:
         report_internal_error("propagation", exc)
         return otel_context.Context()
+
+
+# --------------------------------------------------------------------------------------------
+# Context across threads
+# --------------------------------------------------------------------------------------------
+
+
+class _ThreadPropagation:
+    """Carries the caller's contextvars (span, log context, graph) into threads it starts.
+
+    ``ThreadPoolExecutor.submit`` runs each work item in a copy of the submitter's context, and
+    ``Thread.start`` runs the thread in a copy of the starter's context when the starter is inside
+    a span or an observed call. Threads started outside any (pool workers, for instance) keep a
+    fresh context, so nothing stale is carried.
+    """
+
+    def __init__(self) -> None:
+        self.installed = False
+        self.original_submit: Any = None
+        self.original_start: Any = None
+
+    def install(self) -> None:
+        if self.installed:
+            return
+        original_submit = ThreadPoolExecutor.submit
+        original_start = threading.Thread.start
+
+        @functools.wraps(original_submit)  # type: ignore[arg-type]
+        def submit(self: ThreadPoolExecutor, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            return original_submit(self, contextvars.copy_context().run, fn, *args, **kwargs)
+
+        @functools.wraps(original_start)
+        def start(self: threading.Thread) -> None:
+            if _inside_observed_work():
+                run = self.run
+                context = contextvars.copy_context()
+                self.run = lambda: context.run(run)  # type: ignore[method-assign]
+            original_start(self)
+
+        self.original_submit, self.original_start = original_submit, original_start
+        ThreadPoolExecutor.submit = submit  # type: ignore[method-assign,assignment]
+        threading.Thread.start = start  # type: ignore[method-assign]
+        self.installed = True
+
+    def uninstall(self) -> None:
+        if not self.installed:
+            return
+        ThreadPoolExecutor.submit = self.original_submit  # type: ignore[method-assign]
+        threading.Thread.start = self.original_start  # type: ignore[method-assign]
+        self.installed = False
+
+
+def _inside_observed_work() -> bool:
+    return (
+        trace.get_current_span().get_span_context().is_valid
+        or CURRENT_GRAPH.get() is not None
+        or CURRENT_NODE.get() is not None
+    )
+
+
+_THREADS = _ThreadPropagation()
+
+
+def _set_thread_propagation(on: bool) -> None:
+    if on:
+        _THREADS.install()
+    else:
+        _THREADS.uninstall()
