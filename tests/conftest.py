@@ -29,6 +29,7 @@ def _pristine_kit():
         ("logging", "reset_logging"),
         ("logging", "reset_log_sampling"),
         ("metrics", "reset_metrics_collector"),
+        ("observe", "reset_observe_settings"),
     ]
     for module, func in resets:
         _reset_if_present(module, func)

@@ -1,9 +1,21 @@
-"""tinyllm_instrument: traces, metrics, logs and events for LLM workflow graphs from one decorator."""
+"""tinyllm_instrument: traces, metrics, logs and events for LLM workflow graphs from one decorator.
+
+The pillars live in their own modules, named as in the guide: ``tinyllm_instrument.metrics``,
+``.logging``, ``.telemetry`` and ``.events``. Importing the package configures nothing.
+"""
 
 from __future__ import annotations
 
-from ._config import configure, is_enabled
-
 __version__ = "0.1.0"
 
-__all__ = sorted(["__version__", "configure", "is_enabled"])
+from ._config import configure, is_enabled  # noqa: E402
+from .observe import configure_observe, observe, record_usage  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "configure",
+    "configure_observe",
+    "is_enabled",
+    "observe",
+    "record_usage",
+]
