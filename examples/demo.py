@@ -1,0 +1,109 @@
+"""`make demo`: run the example graph with all four pillars on, then say where to look.
+
+Embedded defaults, nothing to set up: spans go to a JSON-lines file through the OpenTelemetry
+console exporter, metrics are served on 127.0.0.1, logs are JSON lines in a file, events go to
+the log and to tinyllm_events_total. With --serve, the metrics endpoint stays up until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+
+from tinyllm_instrument.logging import configure_logging
+from tinyllm_instrument.metrics import get_metrics_collector, start_metrics_server
+from tinyllm_instrument.telemetry import (
+    TelemetryConfig,
+    add_span_processor,
+    configure_telemetry,
+    shutdown_telemetry,
+)
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import graph_app  # noqa: E402  (needs the path above)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--serve", action="store_true", help="keep /metrics up until Ctrl-C")
+    parser.add_argument("--out", default="demo-output", help="folder for spans and logs")
+    parser.add_argument("--port", type=int, default=0, help="metrics port (0: any free port)")
+    args = parser.parse_args()
+
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    log_path, spans_path = out / "app.log", out / "spans.jsonl"
+    spans_file = spans_path.open("w", encoding="utf-8")
+
+    configure_logging(log_level="DEBUG", log_format="json", log_file=str(log_path))
+    configure_telemetry(
+        TelemetryConfig(enable_tracing=True, service_name="tinyllm-demo", exporter="none")
+    )
+    add_span_processor(
+        SimpleSpanProcessor(
+            ConsoleSpanExporter(out=spans_file, formatter=lambda s: s.to_json(indent=None) + "\n")
+        )
+    )
+    server, _thread = start_metrics_server(port=args.port, addr="127.0.0.1")
+    url = f"http://127.0.0.1:{server.server_port}/metrics"
+
+    answers = asyncio.run(graph_app.run())
+    shutdown_telemetry()
+    spans_file.close()
+
+    spans = [json.loads(line) for line in spans_path.read_text().splitlines()]
+    logs = [json.loads(line) for line in log_path.read_text().splitlines()]
+    exposition = urllib.request.urlopen(url, timeout=5).read().decode()
+    families = sorted(
+        {
+            line.split("{")[0].split(" ")[0]
+            for line in exposition.splitlines()
+            if line.startswith("tinyllm_")
+        }
+    )
+
+    print(f"Answered {len(answers)} questions through the 'rag' graph; first: {answers[0]!r}\n")
+    print("Traces  ", f"{len(spans)} spans in {spans_path}")
+    by_name = Counter(s["name"] for s in spans)
+    print("         " + ", ".join(f"{name} x{n}" for name, n in sorted(by_name.items())))
+    errors = [s for s in spans if s["status"]["status_code"] == "ERROR"]
+    print(f"         {len(errors)} spans with status ERROR (the fake model fails now and then)")
+    print("Metrics ", url)
+    print(f"         {len(families)} tinyllm_* series names, e.g. tinyllm_node_executions_total:")
+    for line in exposition.splitlines():
+        if line.startswith("tinyllm_node_executions_total{"):
+            print("           " + line)
+    print("Logs    ", f"{len(logs)} JSON lines in {log_path}")
+    sample = next(entry for entry in logs if entry.get("event") == "routed")
+    print("         e.g. " + json.dumps(sample)[:300])
+    events = Counter(entry["event_type"] for entry in logs if "event_type" in entry)
+    print("Events  ", ", ".join(f"{k} x{v}" for k, v in sorted(events.items())) or "none logged")
+    stats = get_metrics_collector().get_cardinality_stats()
+    print(
+        f"         cardinality: {stats['total_label_combinations']} label combinations "
+        f"(limit {stats['max_cardinality']} per metric)"
+    )
+
+    if args.serve:
+        print(f"\nServing {url} until Ctrl-C.")
+        try:
+            while True:
+                _thread.join(1.0)
+        except KeyboardInterrupt:
+            pass
+    server.shutdown()
+    server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,115 @@
+"""A small LLM workflow graph with a fake model and no network, observed with @observe.
+
+Nodes: a router, a retriever with a cache, an async model call that returns usage, a streaming
+generator node, and an occasional failure. Run it through examples/demo.py (``make demo``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+
+from tinyllm_instrument import observe
+from tinyllm_instrument.logging import get_logger
+from tinyllm_instrument.metrics import get_metrics_collector
+
+log = get_logger(__name__, component="graph_app")
+
+DOCUMENTS = {
+    "billing": ["Invoices are sent on the 1st.", "Refunds take 5 days."],
+    "tech": ["Restart the router.", "Check the API key header."],
+    "general": ["We are open 9 to 5."],
+}
+_cache: dict[str, list[str]] = {}
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass
+class Completion:
+    text: str
+    usage: Usage
+
+
+class FlakyModelError(RuntimeError):
+    """The fake model fails now and then, as real ones do."""
+
+
+@observe(node="router")
+def route(question: str) -> str:
+    q = question.lower()
+    topic = "billing" if "invoice" in q or "refund" in q else "tech" if "error" in q else "general"
+    log.info("routed", topic=topic)
+    return topic
+
+
+@observe(node="retriever")
+def retrieve(topic: str) -> list[str]:
+    collector = get_metrics_collector()
+    if topic in _cache:
+        collector.increment_cache_hit("memory")
+        return _cache[topic]
+    collector.increment_cache_miss("memory")
+    docs = DOCUMENTS[topic]
+    _cache[topic] = docs
+    return docs
+
+
+@observe(node="llm", model="fake-gpt")
+async def call_model(question: str, docs: list[str], rng: random.Random) -> Completion:
+    collector = get_metrics_collector()
+    collector.increment_request_count("fake-gpt", "rag")
+    with collector.track_request_latency("fake-gpt", "rag"):
+        await asyncio.sleep(rng.uniform(0.002, 0.02))
+        if rng.random() < 0.15:
+            collector.increment_error_count("FlakyModelError", "fake-gpt", "rag")
+            raise FlakyModelError("the fake model timed out")
+    text = f"Answer to {question!r} using {len(docs)} documents: {docs[0]}"
+    return Completion(
+        text, Usage(prompt_tokens=len(question.split()) + 20, completion_tokens=len(text.split()))
+    )
+
+
+@observe(node="stream_answer", model="fake-gpt")
+def stream_answer(completion: Completion):
+    yield from completion.text.split()
+
+
+@observe(graph="rag")
+async def answer(question: str, rng: random.Random) -> str:
+    topic = route(question)
+    docs = retrieve(topic)
+    try:
+        completion = await call_model(question, docs, rng)
+    except FlakyModelError:
+        log.warning("model_failed_falling_back")
+        return "Sorry, try again."
+    return " ".join(stream_answer(completion))
+
+
+QUESTIONS = [
+    "Where is my invoice?",
+    "I get an error with the API",
+    "When are you open?",
+    "How do refunds work?",
+]
+
+
+async def run(n: int = 12, seed: int = 7) -> list[str]:
+    """Answer ``n`` questions, four at a time."""
+    rng = random.Random(seed)
+    answers: list[str] = []
+    for start in range(0, n, 4):
+        batch = [QUESTIONS[(start + i) % len(QUESTIONS)] for i in range(4)]
+        answers += await asyncio.gather(*(answer(q, rng) for q in batch))
+    return answers
+
+
+if __name__ == "__main__":
+    for line in asyncio.run(run()):
+        print(line)
