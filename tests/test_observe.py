@@ -997,3 +997,31 @@ def test_observed_graph_arrives_at_a_real_otlp_grpc_receiver():
     assert ok.attributes["gen_ai.usage.input_tokens"] == 4
     assert "model down" in failed.status_message
     assert [name for name, _ in failed.events] == ["exception"]
+
+
+def test_model_nodes_feed_the_guides_request_metrics(tinyllm_capture):
+    @observe(node="llm", model="m")
+    def llm(fail):
+        if fail:
+            raise TimeoutError("slow")
+        active_during.append(
+            tinyllm_capture.sample("tinyllm_active_requests", {"model": "m", "graph": "g"})
+        )
+        return "ok"
+
+    active_during: list = []
+
+    @observe(graph="g")
+    def graph():
+        llm(False)
+        with pytest.raises(TimeoutError):
+            llm(True)
+
+    graph()
+    cap = tinyllm_capture
+    labels = {"model": "m", "graph": "g"}
+    assert active_during == [1.0]
+    assert cap.sample("tinyllm_active_requests", labels) == 0
+    assert cap.sample("tinyllm_requests_total", dict(labels, request_type="generate")) == 2
+    assert cap.sample("tinyllm_request_latency_seconds_count", labels) == 2
+    assert cap.sample("tinyllm_errors_total", dict(labels, error_type="TimeoutError")) == 1

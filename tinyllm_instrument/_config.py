@@ -25,7 +25,9 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
 
-def env_str(name: str, default: str | None = None, env: Mapping[str, str] | None = None) -> str | None:
+def env_str(
+    name: str, default: str | None = None, env: Mapping[str, str] | None = None
+) -> str | None:
     """Return the environment variable ``name``, or ``default`` when unset or blank."""
     value = (os.environ if env is None else env).get(name)
     if value is None or not value.strip():
@@ -50,7 +52,9 @@ def env_bool(name: str, default: bool, env: Mapping[str, str] | None = None) -> 
     raise ValueError(f"{name}={raw!r} is not a boolean; use one of 1/0, true/false, yes/no, on/off")
 
 
-def env_float(name: str, default: float | None, env: Mapping[str, str] | None = None) -> float | None:
+def env_float(
+    name: str, default: float | None, env: Mapping[str, str] | None = None
+) -> float | None:
     """Parse a float environment variable; ValueError names the variable and its value."""
     raw = env_str(name, None, env)
     if raw is None:

@@ -25,7 +25,9 @@ def report_internal_error(stage: str, exc: BaseException) -> None:
         exc: the exception the kit caught.
     """
     try:
-        from .metrics import get_metrics_collector  # local: metrics sits below, but imports us lazily
+        from .metrics import (
+            get_metrics_collector,
+        )  # local: metrics sits below, but imports us lazily
 
         get_metrics_collector().instrumentation_errors.labels(stage).inc()
     except Exception:  # pragma: no cover - counting must not be the thing that breaks

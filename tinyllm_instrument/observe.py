@@ -239,17 +239,33 @@ class _Plan:
             hist = collector.node_execution_duration.labels(self.node, label)
             counter = collector.node_executions.labels(self.node, label)
         children = _Children(hist, counter, label)
+        if self.model is not None:  # a model-calling node also feeds the guide's request metrics
+            children.model_requests = collector.requests_total.labels(self.model, label, "generate")
+            children.model_latency = collector.request_latency.labels(self.model, label)
+            children.model_active = collector.active_requests.labels(self.model, label)
         self._children[graph] = children
         return children
 
 
 class _Children:
-    __slots__ = ("hist", "counter", "graph_label", "bounds", "last_exemplar")
+    __slots__ = (
+        "hist",
+        "counter",
+        "graph_label",
+        "bounds",
+        "last_exemplar",
+        "model_requests",
+        "model_latency",
+        "model_active",
+    )
 
     def __init__(self, hist: Any, counter: Any, graph_label: str) -> None:
         self.hist = hist
         self.counter = counter
         self.graph_label = graph_label
+        self.model_requests: Any = None
+        self.model_latency: Any = None
+        self.model_active: Any = None
         self.bounds: list[float] = list(getattr(hist, "_upper_bounds", ()))
         self.last_exemplar = [0] * (len(self.bounds) + 1)
 
@@ -367,6 +383,8 @@ def _begin(plan: _Plan, instance: Any, args: tuple, kwargs: dict) -> _Call:
         CURRENT_MODEL.set(plan.model) if plan.model is not None else None,
     )
     call = _Call(plan, span, start_ns, graph, tokens)
+    if plan.model is not None:
+        plan.children(graph).model_active.inc()
     if get_event_emitter().wants(_DEBUG):
         _emit(call, "started", _DEBUG, None, None)
     return call
@@ -440,9 +458,11 @@ def _fail(call: _Call, exc: BaseException) -> None:
                 )
             if plan.node is not None:
                 graph = call.graph if call.graph is not None else NO_GRAPH
-                get_metrics_collector().node_errors.labels(
-                    plan.node, graph, type(exc).__name__
-                ).inc()
+                collector = get_metrics_collector()
+                error_type = type(exc).__name__
+                collector.node_errors.labels(plan.node, graph, error_type).inc()
+                if plan.model is not None:
+                    collector.errors_total.labels(error_type, plan.model, graph).inc()
             if get_event_emitter().wants(_ERROR):
                 _emit(call, "failed", _ERROR, (end_ns - call.start_ns) / 1e6, exc)
         elif not recording:
@@ -459,9 +479,14 @@ def _fail(call: _Call, exc: BaseException) -> None:
 
 def _record_duration(call: _Call, end_ns: int) -> None:
     children = call.plan.children(call.graph)
-    children.observe((end_ns - call.start_ns) / 1e9, end_ns, call.span)
+    seconds = (end_ns - call.start_ns) / 1e9
+    children.observe(seconds, end_ns, call.span)
     if children.counter is not None:
         children.counter.inc()
+    if children.model_requests is not None:
+        children.model_requests.inc()
+        children.model_latency.observe(seconds)
+        children.model_active.dec()
     if call.first_item_ns:
         plan = call.plan
         get_metrics_collector().node_time_to_first_item.labels(

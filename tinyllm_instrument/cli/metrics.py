@@ -1,4 +1,4 @@
-"""The click command group ``tinyllm-instrument``; the only module that imports click."""
+"""``tinyllm-instrument metrics``: serve the process-wide metrics until SIGINT or SIGTERM."""
 
 from __future__ import annotations
 
@@ -8,15 +8,7 @@ from typing import Any
 
 import click
 
-from . import __version__
-
-__all__ = ["cli", "main"]
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="tinyllm-instrument")
-def cli() -> None:
-    """Observability for LLM workflow graphs: traces, metrics, logs and events."""
+from . import cli
 
 
 @cli.command()
@@ -29,7 +21,7 @@ def cli() -> None:
 )
 def metrics(port: int, host: str) -> None:
     """Serve the process-wide metrics on /metrics until SIGINT or SIGTERM."""
-    from .metrics import start_metrics_server
+    from ..metrics import start_metrics_server
 
     try:
         server, _thread = start_metrics_server(port=port, addr=host)
@@ -46,8 +38,3 @@ def metrics(port: int, host: str) -> None:
     stop.wait()
     server.shutdown()
     server.server_close()
-
-
-def main() -> None:
-    """Console-script entry point."""
-    cli(prog_name="tinyllm-instrument")
