@@ -17,6 +17,7 @@ from pathlib import Path
 
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 
+from tinyllm_instrument.events import BufferedEventHandler, get_event_emitter
 from tinyllm_instrument.logging import configure_logging
 from tinyllm_instrument.metrics import get_metrics_collector, start_metrics_server
 from tinyllm_instrument.telemetry import (
@@ -53,6 +54,9 @@ def main() -> int:
             ConsoleSpanExporter(out=spans_file, formatter=lambda s: s.to_json(indent=None) + "\n")
         )
     )
+    # Lifecycle events at every severity, kept in memory for the summary below. The log handler
+    # takes INFO and up, so started/completed (DEBUG) do not write a line per call.
+    events_buffer = get_event_emitter().add_handler(BufferedEventHandler(max_size=10_000))
     server, _thread = start_metrics_server(port=args.port, addr="127.0.0.1")
     url = f"http://127.0.0.1:{server.server_port}/metrics"
 
@@ -85,8 +89,10 @@ def main() -> int:
     print("Logs    ", f"{len(logs)} JSON lines in {log_path}")
     sample = next(entry for entry in logs if entry.get("event") == "routed")
     print("         e.g. " + json.dumps(sample)[:300])
-    events = Counter(entry["event_type"] for entry in logs if "event_type" in entry)
-    print("Events  ", ", ".join(f"{k} x{v}" for k, v in sorted(events.items())) or "none logged")
+    events = Counter(event.event_type for event in events_buffer.get_events())
+    print("Events  ", ", ".join(f"{k} x{v}" for k, v in sorted(events.items())))
+    logged = sum(1 for entry in logs if "event_type" in entry)
+    print(f"         {logged} of them (INFO and up: the failures) also went to the log")
     stats = get_metrics_collector().get_cardinality_stats()
     print(
         f"         cardinality: {stats['total_label_combinations']} label combinations "

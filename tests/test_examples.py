@@ -1,0 +1,82 @@
+"""The README's quickstart and `make demo` run as users run them, and show all four pillars."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _json_objects(text: str) -> list[dict]:
+    """Every JSON object in a stream of one-line logs and pretty-printed console spans."""
+    decoder = json.JSONDecoder()
+    objects, i = [], 0
+    while (start := text.find("{", i)) != -1:
+        try:
+            obj, i = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:  # a metric's label set, not JSON
+            i = start + 1
+            continue
+        objects.append(obj)
+    return objects
+
+
+def test_quickstart_shows_each_pillar():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert "Answer: Refunds take 5 days." in out
+    assert 'tinyllm_node_executions_total{graph="rag",node="retrieve"} 1.0' in out
+    assert 'tinyllm_graph_execution_duration_seconds_count{graph="rag"} 1.0' in out
+    objects = _json_objects(out)
+    (log_line,) = [o for o in objects if o.get("event") == "retrieving"]
+    spans = {o["name"]: o for o in objects if "context" in o}
+    assert sorted(spans) == ["generate", "rag", "retrieve"]
+    root_id = spans["rag"]["context"]["span_id"]
+    assert spans["retrieve"]["parent_id"] == root_id == spans["generate"]["parent_id"]
+    assert log_line["span_id"] == spans["retrieve"]["context"]["span_id"].removeprefix("0x")
+    assert (log_line["node"], log_line["graph"]) == ("retrieve", "rag")
+    assert spans["generate"]["attributes"]["tinyllm.generator.items"] == 5
+
+
+def test_demo_runs_the_example_graph_and_says_where_to_look(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "demo.py"), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    assert "Answered 12 questions" in out
+    assert "http://127.0.0.1:" in out and "/metrics" in out
+    spans = [json.loads(line) for line in (tmp_path / "spans.jsonl").read_text().splitlines()]
+    logs = [json.loads(line) for line in (tmp_path / "app.log").read_text().splitlines()]
+    names = {s["name"] for s in spans}
+    assert {"rag", "router", "retriever", "llm", "stream_answer"} <= names
+    assert any(s["status"]["status_code"] == "ERROR" for s in spans)
+    assert any(entry.get("event_type") == "node.execution.failed" for entry in logs)
+    assert all("timestamp" in entry and "level" in entry for entry in logs)
+
+
+def test_readme_testing_example_passes_under_pytest(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index(
+        '```python\nfrom tinyllm_instrument import observe\n\n@observe(node="router")'
+    )
+    code = readme[start + len("```python\n") : readme.index("```", start + 10)]
+    (tmp_path / "test_readme_example.py").write_text(code)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
