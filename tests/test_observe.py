@@ -917,7 +917,9 @@ def test_pool_and_thread_work_inside_an_observed_call_joins_its_trace_and_graph(
 def test_propagate_to_threads_false_leaves_threads_alone(tinyllm_capture):
     from tinyllm_instrument.telemetry import TelemetryConfig, configure_telemetry
 
-    configure_telemetry(TelemetryConfig(enable_tracing=True, exporter="none", propagate_to_threads=False))
+    configure_telemetry(
+        TelemetryConfig(enable_tracing=True, exporter="none", propagate_to_threads=False)
+    )
 
     @observe(node="in_thread")
     def in_thread():
