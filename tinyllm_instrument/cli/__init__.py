@@ -1,4 +1,4 @@
-"""The click command group ``tinyllm-instrument``; the cli package is the only one that imports click.
+"""The click command group ``tinyllm-instrument``; the only package that imports click.
 
 Each command lives in its own module below this package and registers itself on ``cli``.
 """
@@ -24,4 +24,7 @@ def main() -> None:
 
 
 # Commands register themselves on `cli` when imported; they need `cli` defined above.
+from . import cache_stats as _cache_stats  # noqa: E402,F401
+from . import debug as _debug  # noqa: E402,F401
+from . import health as _health  # noqa: E402,F401
 from . import metrics as _metrics  # noqa: E402,F401
