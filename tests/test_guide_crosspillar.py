@@ -12,7 +12,9 @@ from tinyllm_instrument.telemetry import TelemetryConfig, configure_telemetry
 def test_logging_trace_correlation_snippet_as_written():
     stream = io.StringIO()
     configure_logging(log_level="INFO", log_format="json", stream=stream)
-    configure_telemetry(TelemetryConfig(enable_tracing=True, service_name="tinyllm", exporter="none"))
+    configure_telemetry(
+        TelemetryConfig(enable_tracing=True, service_name="tinyllm", exporter="none")
+    )
 
     # --- the guide, Logging > Trace Correlation ---
     from tinyllm_instrument.logging import get_logger
