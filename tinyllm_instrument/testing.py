@@ -40,6 +40,12 @@ class Capture:
         self.logs = logs
         self._buffer = buffer
 
+    def clear(self) -> None:
+        """Forget what was captured so far (spans, log entries, events); metrics stay."""
+        self._exporter.clear()
+        self.logs.clear()
+        self._buffer.clear()
+
     @property
     def spans(self) -> list[ReadableSpan]:
         """Finished spans, in the order they ended."""
