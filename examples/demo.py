@@ -43,6 +43,7 @@ def main() -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     log_path, spans_path = out / "app.log", out / "spans.jsonl"
+    log_path.unlink(missing_ok=True)  # the log file is appended to; start each demo afresh
     spans_file = spans_path.open("w", encoding="utf-8")
 
     configure_logging(log_level="DEBUG", log_format="json", log_file=str(log_path))

@@ -1,7 +1,8 @@
 """A small LLM workflow graph with a fake model and no network, observed with @observe.
 
-Nodes: a router, a retriever with a cache, an async model call that returns usage, a streaming
-generator node, and an occasional failure. Run it through examples/demo.py (``make demo``).
+Nodes: a router, a retriever with an instrumented cache, an async model call that returns usage,
+a streaming generator node, and an occasional failure. Questions arrive through a queue with two
+priorities. Run it through examples/demo.py (``make demo``).
 """
 
 from __future__ import annotations
@@ -10,9 +11,8 @@ import asyncio
 import random
 from dataclasses import dataclass
 
-from tinyllm_instrument import observe
+from tinyllm_instrument import instrument_cache, observe, observe_queue
 from tinyllm_instrument.logging import get_logger
-from tinyllm_instrument.metrics import get_metrics_collector
 
 log = get_logger(__name__, component="graph_app")
 
@@ -21,7 +21,8 @@ DOCUMENTS = {
     "tech": ["Restart the router.", "Check the API key header."],
     "general": ["We are open 9 to 5."],
 }
-_cache: dict[str, list[str]] = {}
+# Hits and misses count in tinyllm_cache_hits_total / _misses_total{cache_type="retriever"}.
+_cache: dict[str, list[str]] = instrument_cache({}, cache_type="retriever")
 
 
 @dataclass
@@ -50,13 +51,9 @@ def route(question: str) -> str:
 
 @observe(node="retriever")
 def retrieve(topic: str) -> list[str]:
-    collector = get_metrics_collector()
-    if topic in _cache:
-        collector.increment_cache_hit("memory")
-        return _cache[topic]
-    collector.increment_cache_miss("memory")
-    docs = DOCUMENTS[topic]
-    _cache[topic] = docs
+    docs = _cache.get(topic)
+    if docs is None:
+        docs = _cache[topic] = DOCUMENTS[topic]
     return docs
 
 
@@ -98,14 +95,28 @@ QUESTIONS = [
 ]
 
 
+PRIORITIES = {0: "high", 1: "low"}
+
+
 async def run(n: int = 12, seed: int = 7) -> list[str]:
-    """Answer ``n`` questions, four at a time."""
+    """Answer ``n`` questions taken from a priority queue by four workers."""
     rng = random.Random(seed)
-    answers: list[str] = []
-    for start in range(0, n, 4):
-        batch = [QUESTIONS[(start + i) % len(QUESTIONS)] for i in range(4)]
-        answers += await asyncio.gather(*(answer(q, rng) for q in batch))
-    return answers
+    # tinyllm_queue_size{priority} and tinyllm_queue_wait_time_seconds{priority}, put to get.
+    requests: asyncio.PriorityQueue[tuple[int, int, str]] = observe_queue(
+        asyncio.PriorityQueue(), priority_of=lambda item: PRIORITIES[item[0]]
+    )
+    for i in range(n):
+        question = QUESTIONS[i % len(QUESTIONS)]
+        requests.put_nowait((0 if "error" in question else 1, i, question))
+    answers: dict[int, str] = {}
+
+    async def worker() -> None:
+        while not requests.empty():
+            _priority, i, question = requests.get_nowait()
+            answers[i] = await answer(question, rng)
+
+    await asyncio.gather(*(worker() for _ in range(4)))
+    return [answers[i] for i in range(n)]
 
 
 if __name__ == "__main__":
