@@ -28,3 +28,4 @@ from . import cache_stats as _cache_stats  # noqa: E402,F401
 from . import debug as _debug  # noqa: E402,F401
 from . import health as _health  # noqa: E402,F401
 from . import metrics as _metrics  # noqa: E402,F401
+from . import run as _run  # noqa: E402,F401

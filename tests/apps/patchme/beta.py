@@ -1,0 +1,5 @@
+"""A sibling module."""
+
+
+def helper_b(x):
+    return x + 1

@@ -1,0 +1,1 @@
+"""A package run with ``-m shop``; its modules are matched by ``shop.*:*``."""

@@ -1,0 +1,1 @@
+"""Put first on PYTHONPATH by ``tinyllm-instrument run``: its sitecustomize sets children up."""

@@ -1,0 +1,754 @@
+"""instrument()/uninstrument() by target pattern: wrap functions where they are defined, on import.
+
+Patterns
+--------
+``module:function``, ``module:Class.method``, ``module:*`` (every function and every method of every
+class *defined* in the module, not imported into it), ``module:Class.*`` and ``package.*:*`` (every
+submodule of the package, at any depth; the package's own ``__init__`` is ``package:*``).
+Wildcards take Python functions only and skip special methods other than ``__call__``; name a
+special method (``module:Class.__init__``) or a builtin (``time:sleep``) explicitly to wrap it.
+
+How a module gets wrapped
+-------------------------
+* Modules imported later are patched right after they execute, through wrapt's post-import hooks
+  (a small meta-path finder registers hooks for the submodules of ``package.*`` patterns); modules
+  imported already are patched at once. Either way the module attribute (or class attribute) is
+  replaced, so ``module.f()`` and ``from module import f`` made *after* patching reach the wrapper.
+* The program's own ``__main__`` module cannot be patched after the fact: its top-level code runs
+  before anything could replace its functions. :func:`compile_with_patterns` compiles its source
+  with one more decorator on each matching ``def`` (an AST rewrite), so each function is wrapped
+  the moment it is defined. The added decorator carries the line number of the definition, so
+  ``co_firstlineno``, tracebacks and ``inspect.getsource`` stay true.
+
+Observing
+---------
+Every wrapped callable is observed (see :func:`tinyllm_instrument.observe`) as a node named after
+its qualname. A call made while no graph is current is the graph itself (named after the qualname),
+so the first wrapped callable on the stack of a run is its graph; ``graph=NAME`` instead makes the
+callable whose qualname (or ``module:qualname``) is NAME the graph and every other one a node.
+Already ``@observe``'d callables are left alone.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.abc
+import inspect
+import logging
+import re
+import sys
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from types import CodeType, ModuleType
+from typing import Any
+
+import wrapt
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from wrapt.importer import ImportHookFinder
+
+from . import _config
+from ._context import CURRENT_GRAPH
+from ._errors import KIT_LOGGER_NAME, report_internal_error
+from .observe import ObservedFunction, _is_observed, observe
+
+__all__ = [
+    "DEFINITION_HOOK_NAME",
+    "ENV_GRAPH",
+    "ENV_TARGETS",
+    "TargetPattern",
+    "TinyLLMInstrumentor",
+    "compile_with_patterns",
+    "get_instrumentation_plan",
+    "instrument",
+    "instrumented_patterns",
+    "parse_pattern",
+    "parse_targets",
+    "uninstrument",
+]
+
+_log = logging.getLogger(KIT_LOGGER_NAME)
+
+#: Comma-separated patterns for ``tinyllm-instrument run`` and :class:`TinyLLMInstrumentor`.
+ENV_TARGETS = _config.ENV_PREFIX + "TARGETS"
+#: The graph callable's qualname (``--graph``); unset: the first wrapped callable on the stack.
+ENV_GRAPH = _config.ENV_PREFIX + "GRAPH"
+#: The global name under which :func:`compile_with_patterns` code finds its decorator.
+DEFINITION_HOOK_NAME = "__tinyllm_instrument__"
+
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_MODULE_RE = re.compile(rf"^{_IDENT}(\.{_IDENT})*(\.\*)?$")
+_PATH_RE = re.compile(rf"^(\*|{_IDENT}(\.{_IDENT})*(\.\*)?)$")
+
+
+# --------------------------------------------------------------------------------------------
+# Patterns
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TargetPattern:
+    """One parsed pattern. ``path`` is the attribute path in the module; its last part may be "*".
+
+    Example:
+        >>> parse_pattern("pkg.*:Client.*")
+        TargetPattern(text='pkg.*:Client.*', module='pkg', submodules=True, path=('Client', '*'))
+    """
+
+    text: str
+    module: str
+    submodules: bool
+    path: tuple[str, ...]
+
+    def matches_module(self, name: str) -> bool:
+        """Whether the pattern applies to the module called ``name``."""
+        if self.submodules:
+            return name.startswith(self.module + ".")
+        return name == self.module
+
+    @property
+    def wildcard(self) -> bool:
+        return self.path[-1] == "*"
+
+    def matches_qualname(self, qualname: str) -> bool:
+        """Whether a callable with this qualname (``Class.method``) is selected by the path."""
+        parts = tuple(qualname.split("."))
+        if not self.wildcard:
+            return parts == self.path
+        if _is_special(parts[-1]):
+            return False
+        prefix = self.path[:-1]
+        if not prefix:  # "*": functions and methods of classes at any nesting
+            return True
+        return parts[:-1] == prefix
+
+
+def _is_special(name: str) -> bool:
+    return name.startswith("__") and name.endswith("__") and name != "__call__"
+
+
+def parse_pattern(text: str) -> TargetPattern:
+    """Parse ``module:function``, ``module:Class.method``, ``module:*``, ``module:Class.*`` or
+    ``package.*:*``.
+
+    Raises:
+        ValueError: the text is not one of those forms; the message shows them.
+
+    Example:
+        >>> parse_pattern("app:Agent.run").path
+        ('Agent', 'run')
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"pattern {text!r} must be a string such as 'module:function'")
+    cleaned = text.strip()
+    module, sep, path = cleaned.partition(":")
+    if (
+        not sep
+        or not _MODULE_RE.match(module)
+        or not _PATH_RE.match(path)
+        or (path != "*" and "*" in path[:-1])
+    ):
+        raise ValueError(
+            f"pattern {text!r} is not valid; use module:function, module:Class.method, "
+            "module:*, module:Class.* or package.*:*"
+        )
+    submodules = module.endswith(".*")
+    return TargetPattern(
+        cleaned, module[:-2] if submodules else module, submodules, tuple(path.split("."))
+    )
+
+
+def parse_targets(value: str | Iterable[str] | None) -> list[str]:
+    """Split a comma-separated ``TINYLLM_INSTRUMENT_TARGETS`` value (or a list) into patterns.
+
+    Raises:
+        ValueError: one of them is not a valid pattern.
+
+    Example:
+        >>> parse_targets("app:*, tools.*:*")
+        ['app:*', 'tools.*:*']
+    """
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out = []
+    for item in items:
+        if item.strip():
+            out.append(parse_pattern(item).text)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Process-wide state
+# --------------------------------------------------------------------------------------------
+
+
+class _Patch:
+    """One replaced attribute: enough to undo it exactly."""
+
+    __slots__ = ("owner", "attr", "original", "wrapper", "label", "patterns", "active")
+
+    def __init__(self, owner: Any, attr: str, original: Any, label: str) -> None:
+        self.owner = owner  # a module, a class, or a namespace dict (definition-time wrapping)
+        self.attr = attr  # attribute name, or the qualname for a namespace dict
+        self.original = original
+        self.wrapper: Any = None
+        self.label = label  # "module:qualname"
+        self.patterns: set[str] = set()
+        self.active = True
+
+
+class _State:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.patterns: dict[str, TargetPattern] = {}
+        self.patches: dict[tuple[int, str], _Patch] = {}
+        self.matched: dict[str, list[str]] = {}
+        self.notes: dict[str, list[str]] = {}
+        self.graph: str | None = None
+        self.finder: _SubmoduleFinder | None = None
+
+
+_STATE = _State()
+
+
+def instrumented_patterns() -> list[str]:
+    """The patterns currently instrumented, in the order they were given."""
+    with _STATE.lock:
+        return list(_STATE.patterns)
+
+
+def get_instrumentation_plan() -> dict[str, list[str]]:
+    """For each active pattern, what it wrapped so far (``module:qualname``) and what it skipped.
+
+    Skipped entries start with ``"skipped "``; an empty list means nothing matched (yet): the module
+    was never imported, or holds nothing of that name.
+
+    Example:
+        >>> instrument("json:dumps")
+        >>> get_instrumentation_plan()
+        {'json:dumps': ['json:dumps']}
+    """
+    with _STATE.lock:
+        return {
+            text: list(_STATE.matched.get(text, [])) + list(_STATE.notes.get(text, []))
+            for text in _STATE.patterns
+        }
+
+
+def _note(pattern: TargetPattern, message: str) -> None:
+    notes = _STATE.notes.setdefault(pattern.text, [])
+    if message not in notes:
+        notes.append(message)
+        _log.debug("tinyllm_instrument: pattern %r: %s", pattern.text, message)
+
+
+def _record_match(pattern: TargetPattern, label: str) -> None:
+    matched = _STATE.matched.setdefault(pattern.text, [])
+    if label not in matched:
+        matched.append(label)
+
+
+# --------------------------------------------------------------------------------------------
+# The wrapper: one ObservedFunction per callable, graph or node decided per call
+# --------------------------------------------------------------------------------------------
+
+
+class _PatchedFunction(ObservedFunction):
+    """An observed callable installed by a pattern (so that uninstrument can tell it apart)."""
+
+    def __repr__(self) -> str:
+        return f"<instrumented {self.__wrapped__!r}>"
+
+
+def _is_graph_name(graph: str, qualname: str, label: str) -> bool:
+    return graph == qualname or graph == label
+
+
+def _make_wrapper(target: Any, qualname: str, label: str, patch: _Patch) -> _PatchedFunction:
+    """Wrap ``target``: a graph when called outside any graph (or when named), else a node."""
+    graph = _STATE.graph
+    node_wrapper = observe(target)._self_wrapper  # type: ignore[attr-defined]
+
+    def enabled() -> bool:
+        # After uninstrument, references taken while patched become plain pass-throughs.
+        return patch.active and _config.STATE.enabled
+
+    if graph is not None:
+        if _is_graph_name(graph, qualname, label):
+            wrapper = observe(graph=qualname)(target)._self_wrapper  # type: ignore[attr-defined]
+        else:
+            wrapper = node_wrapper
+        return _PatchedFunction(target, wrapper, enabled=enabled)
+
+    graph_wrapper = observe(graph=qualname)(target)._self_wrapper  # type: ignore[attr-defined]
+    current_graph = CURRENT_GRAPH.get
+
+    def dispatch(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        if current_graph() is None:
+            return graph_wrapper(wrapped, instance, args, kwargs)
+        return node_wrapper(wrapped, instance, args, kwargs)
+
+    return _PatchedFunction(target, dispatch, enabled=enabled)
+
+
+def _function_of(raw: Any) -> Any:
+    return raw.__func__ if isinstance(raw, (staticmethod, classmethod)) else raw
+
+
+def _wrappable(raw: Any, explicit: bool) -> str | None:
+    """None when ``raw`` can be wrapped; else why not (for the plan)."""
+    if isinstance(raw, _PatchedFunction):
+        return "already instrumented"
+    if _is_observed(raw):
+        return "already @observe'd"
+    func = _function_of(raw)
+    if inspect.isfunction(func):
+        return None
+    if isinstance(raw, type):
+        return "a class; use Class.* or Class.method"
+    if isinstance(raw, property):
+        return "a property"
+    if explicit and callable(raw):
+        return None
+    return "not a function"
+
+
+# --------------------------------------------------------------------------------------------
+# Matching in a live module
+# --------------------------------------------------------------------------------------------
+
+
+def _defined_in(obj: Any, module_name: str, qualname: str) -> bool:
+    return getattr(obj, "__module__", None) == module_name and (
+        getattr(obj, "__qualname__", None) == qualname
+    )
+
+
+def _candidates(module: ModuleType, pattern: TargetPattern) -> list[tuple[Any, str, Any, str]]:
+    """(owner, attribute, raw value, qualname) of everything the pattern selects in ``module``."""
+    name = module.__name__
+    out: list[tuple[Any, str, Any, str]] = []
+    if not pattern.wildcard:
+        owner: Any = module
+        for part in pattern.path[:-1]:
+            owner = vars(owner).get(part) if hasattr(owner, "__dict__") else None
+            if not isinstance(owner, type):
+                _note(pattern, f"skipped {name}:{'.'.join(pattern.path)}: no class {part!r}")
+                return []
+        attr = pattern.path[-1]
+        raw = vars(owner).get(attr, _MISSING)
+        if raw is _MISSING:
+            _note(pattern, f"skipped {name}:{'.'.join(pattern.path)}: not defined there")
+            return []
+        out.append((owner, attr, raw, ".".join(pattern.path)))
+        return out
+
+    def walk_class(cls: type, prefix: str) -> None:
+        for attr, raw in list(vars(cls).items()):
+            qual = f"{prefix}.{attr}"
+            if isinstance(raw, type):
+                if _defined_in(raw, name, qual):
+                    walk_class(raw, qual)
+                continue
+            func = _function_of(raw)
+            if (
+                inspect.isfunction(func)
+                and func.__qualname__ == qual
+                and (pattern.matches_qualname(qual))
+            ):
+                out.append((cls, attr, raw, qual))
+            elif _is_observed(raw) and pattern.matches_qualname(qual):
+                _note(pattern, f"skipped {name}:{qual}: already @observe'd")
+
+    prefix = pattern.path[:-1]
+    if prefix:
+        owner = module
+        for part in prefix:
+            owner = vars(owner).get(part) if hasattr(owner, "__dict__") else None
+            if not isinstance(owner, type):
+                _note(pattern, f"skipped {name}:{'.'.join(pattern.path)}: no class {part!r}")
+                return []
+        walk_class(owner, ".".join(prefix))
+        return out
+    for attr, raw in list(vars(module).items()):
+        if isinstance(raw, type):
+            if _defined_in(raw, name, attr):
+                walk_class(raw, attr)
+        elif _is_observed(raw):
+            if getattr(raw, "__module__", None) == name:
+                _note(pattern, f"skipped {name}:{attr}: already @observe'd")
+        elif inspect.isfunction(raw) and _defined_in(raw, name, attr):
+            out.append((module, attr, raw, attr))
+    return out
+
+
+_MISSING = object()
+
+
+def _apply(pattern: TargetPattern, module: ModuleType) -> None:
+    """Wrap what ``pattern`` selects in ``module`` (a post-import hook, or at once)."""
+    with _STATE.lock:
+        if _STATE.patterns.get(pattern.text) is not pattern:
+            return  # uninstrumented in the meantime
+        try:
+            for owner, attr, raw, qualname in _candidates(module, pattern):
+                label = f"{module.__name__}:{qualname}"
+                key = (id(owner), attr)
+                existing = _STATE.patches.get(key)
+                if existing is not None and vars(owner).get(attr) is existing.wrapper:
+                    existing.patterns.add(pattern.text)
+                    _record_match(pattern, label)
+                    continue
+                why = _wrappable(raw, explicit=not pattern.wildcard)
+                if why is not None:
+                    _note(pattern, f"skipped {label}: {why}")
+                    continue
+                patch = _Patch(owner, attr, raw, label)
+                patch.wrapper = _make_wrapper(raw, qualname, label, patch)
+                setattr(owner, attr, patch.wrapper)
+                patch.patterns.add(pattern.text)
+                _STATE.patches[key] = patch
+                _record_match(pattern, label)
+        except Exception as exc:  # a module we cannot introspect must not break its import
+            report_internal_error("instrument", exc)
+
+
+class _SubmoduleFinder(importlib.abc.MetaPathFinder):
+    """Registers post-import hooks for submodules of ``package.*`` patterns as they are found."""
+
+    def __init__(self) -> None:
+        self._busy = threading.local()
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        busy: set[str] = self._busy.__dict__.setdefault("names", set())
+        if fullname in busy or fullname in sys.modules:
+            return None  # wrapt's finder below asks the import system again: not twice
+        with _STATE.lock:
+            wanted = [
+                p for p in _STATE.patterns.values() if p.submodules and p.matches_module(fullname)
+            ]
+        if not wanted:
+            return None
+        busy.add(fullname)
+        try:
+            for pattern in wanted:
+                wrapt.register_post_import_hook(_hook_for(pattern), fullname)
+            # wrapt's own finder turns the registration into a chained loader; ask it directly so
+            # that the order of the two finders on sys.meta_path does not matter.
+            for finder in sys.meta_path:
+                if isinstance(finder, ImportHookFinder):
+                    return finder.find_spec(fullname, path, target)
+            return None
+        finally:
+            busy.discard(fullname)
+
+
+def _hook_for(pattern: TargetPattern) -> Callable[[ModuleType], None]:
+    def hook(module: ModuleType) -> None:
+        _apply(pattern, module)
+
+    return hook
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------
+
+
+def instrument(*patterns: str, graph: str | None = None) -> None:
+    """Observe the functions and methods the patterns select, now and whenever their module loads.
+
+    Idempotent: a pattern given twice, or a callable selected by two patterns, is wrapped once.
+
+    Args:
+        *patterns: ``module:function``, ``module:Class.method``, ``module:*``, ``module:Class.*`` or
+            ``package.*:*``. A pattern whose module is never imported is not an error; see
+            :func:`get_instrumentation_plan`.
+        graph: the qualname (or ``module:qualname``) of the callable that is the graph; by default
+            a wrapped call made outside any graph is one. Applies to callables wrapped from now on.
+
+    Raises:
+        ValueError: a pattern is malformed.
+
+    Example:
+        >>> import tinyllm_instrument
+        >>> tinyllm_instrument.instrument("myapp.agents:*", "myapp.tools.*:*")
+    """
+    parsed = [parse_pattern(p) for p in patterns]
+    if graph is not None and (not isinstance(graph, str) or not graph.strip()):
+        raise ValueError(f"graph={graph!r} must be a non-empty qualname such as 'answer'")
+    todo: list[TargetPattern] = []
+    with _STATE.lock:
+        if graph is not None:
+            _STATE.graph = graph.strip()
+        for pattern in parsed:
+            if pattern.text in _STATE.patterns:
+                continue
+            _STATE.patterns[pattern.text] = pattern
+            _STATE.matched.setdefault(pattern.text, [])
+            todo.append(pattern)
+        if any(p.submodules for p in todo) and _STATE.finder is None:
+            _STATE.finder = _SubmoduleFinder()
+            sys.meta_path.insert(0, _STATE.finder)
+    for pattern in todo:
+        if pattern.submodules:
+            for name, module in list(sys.modules.items()):
+                if module is not None and pattern.matches_module(name):
+                    _apply(pattern, module)
+        else:
+            # fires at once when the module is imported already
+            wrapt.register_post_import_hook(_hook_for(pattern), pattern.module)
+        if not _STATE.matched.get(pattern.text):
+            _log.debug(
+                "tinyllm_instrument: pattern %r matches nothing yet (module not imported, or "
+                "nothing of that name); it applies when the module is imported",
+                pattern.text,
+            )
+
+
+def uninstrument(*patterns: str) -> None:
+    """Undo :func:`instrument` for these patterns (all of them when none is given).
+
+    Every attribute a pattern replaced gets its original object back (the same object); a callable
+    that another still-active pattern selects stays wrapped. References to a wrapper taken while
+    instrumented turn into plain pass-throughs. Idempotent.
+
+    Raises:
+        ValueError: a pattern is malformed.
+
+    Example:
+        >>> uninstrument("myapp.agents:*")
+    """
+    texts = [parse_pattern(p).text for p in patterns] if patterns else list(_STATE.patterns.keys())
+    with _STATE.lock:
+        for text in texts:
+            _STATE.patterns.pop(text, None)
+            _STATE.matched.pop(text, None)
+            _STATE.notes.pop(text, None)
+        for key, patch in list(_STATE.patches.items()):
+            patch.patterns.difference_update(texts)
+            if patch.patterns:
+                continue
+            patch.active = False
+            _restore(patch)
+            del _STATE.patches[key]
+        if not _STATE.patterns:
+            _STATE.graph = None
+            if _STATE.finder is not None:
+                try:
+                    sys.meta_path.remove(_STATE.finder)
+                except ValueError:
+                    pass
+                _STATE.finder = None
+
+
+def _restore(patch: _Patch) -> None:
+    owner = patch.owner
+    if isinstance(owner, dict):  # wrapped at definition: find it again by qualname
+        parts = patch.attr.split(".")
+        holder: Any = owner
+        for part in parts[:-1]:
+            holder = holder.get(part) if isinstance(holder, dict) else vars(holder).get(part)
+            if not isinstance(holder, type):
+                return
+        current = holder.get(parts[-1]) if isinstance(holder, dict) else vars(holder).get(parts[-1])
+        if current is patch.wrapper:
+            if isinstance(holder, dict):
+                holder[parts[-1]] = patch.original
+            else:
+                setattr(holder, parts[-1], patch.original)
+        return
+    try:
+        if vars(owner).get(patch.attr) is patch.wrapper:
+            setattr(owner, patch.attr, patch.original)
+    except Exception as exc:
+        report_internal_error("uninstrument", exc)
+
+
+# --------------------------------------------------------------------------------------------
+# The program's own module: decorate matching definitions at compile time
+# --------------------------------------------------------------------------------------------
+
+
+def _is_observe_decorator(node: ast.expr) -> bool:
+    target = node.func if isinstance(node, ast.Call) else node
+    if isinstance(target, ast.Name):
+        return target.id == "observe"
+    return isinstance(target, ast.Attribute) and target.attr == "observe"
+
+
+class _Decorate(ast.NodeTransformer):
+    def __init__(self, patterns: Sequence[TargetPattern], module_label: str) -> None:
+        self.patterns = patterns
+        self.module_label = module_label
+        self.prefix: list[str] = []
+        self.matched: list[tuple[TargetPattern, str]] = []
+
+    def _statements(self, body: list[ast.stmt]) -> None:
+        for stmt in body:
+            self.visit(stmt)
+
+    # Module-level compound statements: definitions under if/try/with still count.
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        for name in ("body", "orelse", "finalbody", "handlers"):
+            for child in getattr(node, name, None) or []:
+                if isinstance(child, ast.stmt | ast.excepthandler):
+                    self.visit(child)
+        return node
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:  # noqa: N802 - ast API
+        self.prefix.append(node.name)
+        self._statements(node.body)
+        self.prefix.pop()
+        return node
+
+    def _visit_def(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.AST:
+        qualname = ".".join([*self.prefix, node.name])
+        selected = [p for p in self.patterns if p.matches_qualname(qualname)]
+        if not selected:
+            return node  # nested functions are <locals>: never visited
+        label = f"{self.module_label}:{qualname}"
+        if any(_is_observe_decorator(d) for d in node.decorator_list):
+            for pattern in selected:
+                _note(pattern, f"skipped {label}: already @observe'd")
+            return node
+        anchor = node.decorator_list[0] if node.decorator_list else node
+        call = ast.Call(
+            func=ast.Name(id=DEFINITION_HOOK_NAME, ctx=ast.Load()),
+            args=[ast.Constant(qualname), ast.Constant(label)],
+            keywords=[],
+        )
+        ast.copy_location(call, anchor)
+        ast.fix_missing_locations(call)
+        for sub in ast.walk(call):  # one line: the definition's own
+            sub.lineno = sub.end_lineno = anchor.lineno  # type: ignore[attr-defined]
+            sub.col_offset = sub.end_col_offset = anchor.col_offset  # type: ignore[attr-defined]
+        # outermost, so that the final object (a staticmethod, a cached function...) is wrapped
+        node.decorator_list.insert(0, call)
+        for pattern in selected:
+            self.matched.append((pattern, label))
+        return node
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:  # noqa: N802
+        return self._visit_def(node)
+
+    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> ast.AST:  # noqa: N802
+        return self._visit_def(node)
+
+
+def compile_with_patterns(
+    source: str | bytes, filename: str, module_names: Iterable[str]
+) -> tuple[CodeType, list[str]]:
+    """Compile a program's source with the active patterns' decorator on each matching ``def``.
+
+    The code must run in a namespace prepared by :func:`definition_hook`, stored under
+    :data:`DEFINITION_HOOK_NAME`. Line numbers are those of the source.
+
+    Args:
+        source: the module's source.
+        filename: its path, for tracebacks.
+        module_names: the names patterns may use for it: the script's file stem, the ``-m`` name.
+
+    Returns:
+        The code object and the ``module:qualname`` labels of the definitions it decorates.
+
+    Raises:
+        SyntaxError: the source does not compile (as Python would report it).
+    """
+    names = list(dict.fromkeys(module_names))
+    with _STATE.lock:
+        patterns = [p for p in _STATE.patterns.values() if any(p.matches_module(n) for n in names)]
+    tree = ast.parse(source, filename)
+    labels: list[str] = []
+    if patterns and names:
+        decorate = _Decorate(patterns, names[0])
+        for stmt in tree.body:
+            decorate.visit(stmt)
+        with _STATE.lock:
+            for pattern, label in decorate.matched:
+                _record_match(pattern, label)
+                if label not in labels:
+                    labels.append(label)
+        for pattern in patterns:
+            if not _STATE.matched.get(pattern.text):
+                _note(pattern, f"nothing in {names[0]} ({filename}) matches")
+    return compile(tree, filename, "exec", dont_inherit=True), labels
+
+
+def definition_hook(namespace: dict[str, Any]) -> Callable[[str, str], Callable[[Any], Any]]:
+    """The decorator factory code from :func:`compile_with_patterns` calls for each definition."""
+
+    def hook(qualname: str, label: str) -> Callable[[Any], Any]:
+        def decorate(obj: Any) -> Any:
+            try:
+                with _STATE.lock:
+                    active = [
+                        p
+                        for p in _STATE.patterns.values()
+                        if p.matches_qualname(qualname) and label in _STATE.matched.get(p.text, ())
+                    ]
+                    if not active:
+                        return obj
+                    why = _wrappable(obj, explicit=not all(p.wildcard for p in active))
+                    if why is not None:
+                        for pattern in active:
+                            matched = _STATE.matched.get(pattern.text, [])
+                            if label in matched:
+                                matched.remove(label)
+                            _note(pattern, f"skipped {label}: {why}")
+                        return obj
+                    patch = _Patch(namespace, qualname, obj, label)
+                    patch.patterns.update(p.text for p in active)
+                    patch.wrapper = _make_wrapper(obj, qualname, label, patch)
+                    _STATE.patches[(id(namespace), qualname)] = patch
+                    return patch.wrapper
+            except Exception as exc:
+                report_internal_error("instrument", exc)
+                return obj
+
+        return decorate
+
+    return hook
+
+
+# --------------------------------------------------------------------------------------------
+# OpenTelemetry instrumentor: `opentelemetry-instrument python app.py`
+# --------------------------------------------------------------------------------------------
+
+
+class TinyLLMInstrumentor(BaseInstrumentor):
+    """Applies the patterns of ``TINYLLM_INSTRUMENT_TARGETS`` when OpenTelemetry instruments.
+
+    Registered under the ``opentelemetry_instrumentor`` entry point, so ``opentelemetry-instrument
+    python app.py`` picks it up. The program's own ``__main__`` is not rewritten there (the
+    interpreter runs it); use ``tinyllm-instrument run`` for that.
+
+    Example:
+        >>> TinyLLMInstrumentor().instrument(targets=["myapp.agents:*"])
+    """
+
+    _applied: tuple[str, ...] = ()
+
+    def instrumentation_dependencies(self) -> list[str]:
+        return []
+
+    def _instrument(self, **kwargs: Any) -> None:
+        targets = kwargs.get("targets")
+        graph = kwargs.get("graph")
+        try:
+            patterns = parse_targets(
+                targets if targets is not None else _config.env_str(ENV_TARGETS)
+            )
+            if graph is None:
+                graph = _config.env_str(ENV_GRAPH)
+        except ValueError as exc:
+            _log.warning("tinyllm_instrument: %s; nothing instrumented", exc)
+            return
+        instrument(*patterns, graph=graph)
+        self._applied = tuple(patterns)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        if self._applied:
+            uninstrument(*self._applied)
+        self._applied = ()
