@@ -1,8 +1,11 @@
 """`make demo`: run the example graph with all four pillars on, then say where to look.
 
-Embedded defaults, nothing to set up: spans go to a JSON-lines file through the OpenTelemetry
-console exporter, metrics are served on 127.0.0.1, logs are JSON lines in a file, events go to
-the log and to tinyllm_events_total. With --serve, the metrics endpoint stays up until Ctrl-C.
+Part 1 runs examples/graph_app.py, decorated with @observe. Part 2 runs examples/plain_app.py,
+the same graph without a line of the kit, through `tinyllm-instrument run`.
+
+Embedded defaults, nothing to set up: spans go to JSON files through the OpenTelemetry console
+exporter, metrics are served on 127.0.0.1, logs are JSON lines in a file, events go to the log
+and to tinyllm_events_total. With --serve, the metrics endpoint stays up until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import subprocess
 import sys
 import urllib.request
 from collections import Counter
@@ -43,7 +47,8 @@ def main() -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     log_path, spans_path = out / "app.log", out / "spans.jsonl"
-    log_path.unlink(missing_ok=True)  # the log file is appended to; start each demo afresh
+    for stale in (log_path, out / "run-app.log"):  # log files are appended to; start afresh
+        stale.unlink(missing_ok=True)
     spans_file = spans_path.open("w", encoding="utf-8")
 
     configure_logging(log_level="DEBUG", log_format="json", log_file=str(log_path))
@@ -100,6 +105,8 @@ def main() -> int:
         f"(limit {stats['max_cardinality']} per metric)"
     )
 
+    run_zero_code(out)
+
     if args.serve:
         print(f"\nServing {url} until Ctrl-C.")
         try:
@@ -110,6 +117,53 @@ def main() -> int:
     server.shutdown()
     server.server_close()
     return 0
+
+
+def _json_objects(text: str) -> list[dict]:
+    decoder, objects, i = json.JSONDecoder(), [], 0
+    while (start := text.find("{", i)) != -1:
+        try:
+            obj, i = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            i = start + 1
+            continue
+        objects.append(obj)
+    return objects
+
+
+def run_zero_code(out: Path) -> None:
+    """Part 2: the un-decorated app under `tinyllm-instrument run`, in a child process."""
+    command = [
+        str(Path(sys.executable).with_name("tinyllm-instrument")),
+        "run",
+        "--instrument",
+        "plain_app:*",
+        "--graph",
+        "answer",
+        "--tracing",
+        "--exporter",
+        "console",
+        "--log-format",
+        "json",
+        "--log-file",
+        str(out / "run-app.log"),
+        "--print-plan",
+        str(HERE / "plain_app.py"),
+    ]
+    print("\nZero-code: " + " ".join(command[1:]).replace(str(HERE) + "/", "examples/"))
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    (out / "run-stdout.txt").write_text(result.stdout)
+    spans = [o for o in _json_objects(result.stdout) if "context" in o]
+    logs = (out / "run-app.log").read_text().splitlines()
+    by_name = Counter(s["name"] for s in spans)
+    print(f"         exit code {result.returncode}; the plan it printed:")
+    for line in result.stderr.splitlines():
+        print("           " + line)
+    print(
+        f"Traces   {len(spans)} spans in {out / 'run-stdout.txt'}: "
+        + ", ".join(f"{name} x{n}" for name, n in sorted(by_name.items()))
+    )
+    print(f"Logs     {len(logs)} JSON lines in {out / 'run-app.log'}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 from dataclasses import dataclass
 
 from tinyllm_instrument import instrument_cache, observe, observe_queue
@@ -119,6 +120,18 @@ async def run(n: int = 12, seed: int = 7) -> list[str]:
     return [answers[i] for i in range(n)]
 
 
+async def serve_forever() -> None:
+    """Answer batches of questions until SIGTERM or Ctrl-C, for a scraper to watch."""
+    seed = 0
+    while True:
+        seed += 1
+        await run(n=4, seed=seed)
+        await asyncio.sleep(0.05)
+
+
 if __name__ == "__main__":
-    for line in asyncio.run(run()):
-        print(line)
+    if "--forever" in sys.argv[1:]:
+        asyncio.run(serve_forever())
+    else:
+        for line in asyncio.run(run()):
+            print(line)

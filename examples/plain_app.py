@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sys
 from dataclasses import dataclass
 
 log = logging.getLogger("plain_app")
@@ -101,6 +102,18 @@ async def run(n: int = 12, seed: int = 7) -> list[str]:
     return answers
 
 
+async def serve_forever() -> None:
+    """Answer batches of questions until SIGTERM or Ctrl-C, for a scraper to watch."""
+    seed = 0
+    while True:
+        seed += 1
+        await run(n=4, seed=seed)
+        await asyncio.sleep(0.05)
+
+
 if __name__ == "__main__":
-    for line in asyncio.run(run()):
-        print(line)
+    if "--forever" in sys.argv[1:]:
+        asyncio.run(serve_forever())
+    else:
+        for line in asyncio.run(run()):
+            print(line)

@@ -63,6 +63,13 @@ def test_demo_runs_the_example_graph_and_says_where_to_look(tmp_path):
     assert any(s["status"]["status_code"] == "ERROR" for s in spans)
     assert any(entry.get("event_type") == "node.execution.failed" for entry in logs)
     assert all("timestamp" in entry and "level" in entry for entry in logs)
+    # Part 2: the un-decorated app under `tinyllm-instrument run`.
+    assert "exit code 0" in out and "plain_app:answer" in out
+    run_spans = _json_objects((tmp_path / "run-stdout.txt").read_text())
+    run_names = {s["name"] for s in run_spans if "context" in s}
+    assert {"answer", "route", "retrieve", "call_model", "stream_answer"} <= run_names
+    run_logs = [json.loads(line) for line in (tmp_path / "run-app.log").read_text().splitlines()]
+    assert any(entry.get("graph") == "answer" for entry in run_logs)
 
 
 def test_readme_testing_example_passes_under_pytest(tmp_path):

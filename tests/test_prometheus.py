@@ -1,7 +1,12 @@
-"""A real Prometheus scrapes a live app and answers the guide's PromQL; exemplars lead to traces."""
+"""A real Prometheus scrapes a live app and answers the guide's PromQL; exemplars lead to traces.
+
+The app is examples/graph_app.py under `tinyllm-instrument run --metrics-port`, exporting its
+spans to the test's OTLP receiver.
+"""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -11,7 +16,9 @@ import pytest
 from otlp_receivers import GrpcTraceReceiver
 from prometheus_server import PrometheusServer, free_port
 
-APP = Path(__file__).with_name("serve_graph_app.py")
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "examples" / "graph_app.py"
+CLI = Path(sys.executable).with_name("tinyllm-instrument")
 
 # The guide's "Example Queries" and "Grafana Dashboard" sections, verbatim.
 GUIDE_QUERIES = {
@@ -34,18 +41,42 @@ ERROR_RATE = (
 )
 
 
+def _wait_for_port(port: int, app: subprocess.Popen[str], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if app.poll() is not None:
+            raise RuntimeError(f"the app exited early with {app.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("the app's metrics port never opened")
+
+
 @pytest.fixture(scope="module")
 def live_stack(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("prometheus")
     port = free_port()
     with GrpcTraceReceiver() as receiver:
-        with subprocess.Popen(
-            [sys.executable, str(APP), str(port), receiver.endpoint, str(workdir / "app.log")],
-            stdout=subprocess.PIPE,
-            text=True,
-        ) as app:
+        command = [
+            str(CLI),
+            "run",
+            "--otlp-endpoint",
+            receiver.endpoint,
+            "--metrics-port",
+            str(port),
+            "--log-format",
+            "json",
+            "--log-file",
+            str(workdir / "app.log"),
+            str(APP),
+            "--forever",
+        ]
+        stderr = (workdir / "app.stderr").open("w")  # a file: a pipe nobody drains can block
+        with stderr, subprocess.Popen(command, stderr=stderr, text=True) as app:
             try:
-                assert app.stdout.readline().strip() == "ready"
+                _wait_for_port(port, app)
                 with PrometheusServer(workdir, [f"127.0.0.1:{port}"]) as prometheus:
                     # rate() needs two scrapes of every series; wait until the slowest has them.
                     prometheus.wait_for("rate(tinyllm_errors_total[5m])")
