@@ -141,3 +141,21 @@ def test_metrics_command_bad_port_is_one_line_not_a_traceback():
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     assert "'notaport' is not a valid integer" in out.stderr
+
+
+def test_the_kit_never_writes_to_the_programs_stdout_when_logging_is_unconfigured():
+    program = (
+        "from tinyllm_instrument import observe\n"
+        "@observe(node='n')\n"
+        "def f():\n"
+        "    raise ValueError('x')\n"
+        "try:\n"
+        "    f()\n"
+        "except ValueError:\n"
+        "    pass\n"
+        "print('DATA')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    assert out.returncode == 0
+    assert out.stdout == "DATA\n"  # the program's data, and nothing of the kit's
+    assert "node.execution.failed: n failed" in out.stderr  # not lost: stdlib's last resort

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import traceback
@@ -14,7 +15,7 @@ from typing import Any, Protocol, SupportsIndex, TypeVar
 
 from ._config import STATE as _STATE
 from ._errors import report_internal_error
-from .logging import get_logger
+from .logging import get_logger, is_logging_configured
 from .metrics import MetricsCollector, get_metrics_collector
 from .redaction import get_redaction_policy
 from .telemetry import get_current_span_id, get_current_trace_id
@@ -40,6 +41,7 @@ __all__ = sorted(
 
 #: Name of the logger LogEventHandler writes to by default.
 LOGGER_NAME = "tinyllm_instrument.events"
+_STDLIB_EVENTS_LOGGER = logging.getLogger(LOGGER_NAME)
 
 
 # --------------------------------------------------------------------------- categories, severities
@@ -477,6 +479,18 @@ class LogEventHandler(EventHandler):
             fields["error_type"] = event.error_type
             fields["error_message"] = event.error_message
             fields["stack_trace"] = event.stack_trace
+        if self._logger is None and not is_logging_configured():
+            # Nobody configured logging: structlog's default would print to the program's stdout,
+            # which may be its data. Go through stdlib logging like any library: WARNING and up
+            # reach stderr through logging.lastResort unless the app set up handlers of its own.
+            _STDLIB_EVENTS_LOGGER.log(
+                event.severity.level,
+                "%s: %s",
+                event.event_type,
+                event.message,
+                extra={"tinyllm_event": fields},
+            )
+            return
         getattr(self._resolve_logger(), _LOG_METHOD[event.severity])(event.event_type, **fields)
 
 
