@@ -68,6 +68,8 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "tinyllm_queue_wait_time_seconds": ("histogram", ("priority",), "queue_wait_time"),
     "tinyllm_events_total": ("counter", ("category", "severity"), "events_total"),
     "tinyllm_instrumentation_errors_total": ("counter", ("stage",), "instrumentation_errors"),
+    "tinyllm_spans_dropped_total": ("counter", ("reason",), "spans_dropped"),
+    "tinyllm_spans_exported_total": ("counter", (), "spans_exported"),
 }
 
 GUIDE_FAMILIES = {
@@ -140,6 +142,8 @@ def _record_everything(c: MetricsCollector) -> None:
     c.record_queue_wait_time(0.5, "high")
     c.events_total.labels("execution", "info").inc()
     c.instrumentation_errors.labels("span_start").inc()
+    c.spans_dropped.labels("queue_full").inc()
+    c.spans_exported.labels().inc()
 
 
 # --- the guide's snippets, with tinyllm renamed tinyllm_instrument -------------------------------
@@ -561,13 +565,31 @@ def test_max_cardinality_five_is_accepted():  # defect: the original raised Type
     assert all(g.max_cardinality == 5 for g in c.metrics.values())
 
 
+def test_an_unlabelled_family_is_one_series_that_counts_everything_and_resets():
+    c = MetricsCollector(max_cardinality=1)
+    for _ in range(10):
+        c.spans_exported.labels().inc(2)
+    assert c.spans_exported.labels() is c.spans_exported.metric
+    assert c.get_cardinality_stats()["metrics"]["tinyllm_spans_exported_total"] == {
+        "cardinality": 1,
+        "dropped": 0,
+    }
+    assert c.registry.get_sample_value("tinyllm_spans_exported_total") == 20.0
+    c.reset_metrics()
+    assert c.registry.get_sample_value("tinyllm_spans_exported_total") == 0.0
+    c.spans_exported.labels().inc()
+    assert c.registry.get_sample_value("tinyllm_spans_exported_total") == 1.0
+    with pytest.raises(ValueError, match="takes 0 label values"):
+        c.spans_exported.labels("extra")
+
+
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "5", None, True])
 def test_invalid_max_cardinality_is_a_value_error_that_says_how_to_fix_it(bad):
     with pytest.raises(ValueError, match=r"max_cardinality.*MetricsCollector\(max_cardinality="):
         MetricsCollector(max_cardinality=bad)
 
 
-@pytest.mark.parametrize("name", sorted(FAMILIES))
+@pytest.mark.parametrize("name", sorted(n for n, spec in FAMILIES.items() if spec[1]))
 def test_every_labelled_metric_is_capped_and_keeps_the_sum(name):
     # defect: only requests_total was capped
     c = MetricsCollector(max_cardinality=3)
@@ -731,7 +753,15 @@ def test_reset_metrics_clears_every_series_and_the_bookkeeping():  # defect: it 
     assert stats["total_label_combinations"] == 0
     assert all(info == {"cardinality": 0, "dropped": 0} for info in stats["metrics"].values())
     families = list(text_string_to_metric_families(generate_latest(c.registry).decode()))
-    assert [s for f in families for s in f.samples] == []
+    # An unlabelled family always shows its one series (at zero, as Prometheus advises); every
+    # labelled family shows none.
+    unlabelled = {name for name, spec in FAMILIES.items() if not spec[1]}
+    own = unlabelled | {name.removesuffix("_total") + "_created" for name in unlabelled}
+    leftover = [s for f in families for s in f.samples if s.name not in own]
+    assert leftover == []
+    assert {s.name: s.value for f in families for s in f.samples if s.name in unlabelled} == {
+        name: 0.0 for name in unlabelled
+    }
 
     # The guard starts over: a value never seen before the reset gets its own series again.
     c.increment_cache_hit("fresh")

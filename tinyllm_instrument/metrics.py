@@ -89,6 +89,7 @@ class MetricLabels(str, enum.Enum):
     CATEGORY = "category"
     SEVERITY = "severity"
     STAGE = "stage"
+    REASON = "reason"
 
 
 def _label_name(name: str | enum.Enum) -> str:
@@ -239,6 +240,8 @@ class GuardedMetric(Generic[_M]):
                 seen.clear()
             self._dropped = 0
             self.metric.clear()
+            if not self.label_names:  # clear() leaves an unlabelled metric's value alone
+                self.metric._metric_init()
 
     def __repr__(self) -> str:
         return (
@@ -298,6 +301,9 @@ class GuardedMetric(Generic[_M]):
 
     def _admit(self, norm: tuple[str, ...]) -> _M:
         # Called with self._lock held, for a normalised combination with no series yet.
+        if not norm:  # a family without labels: the metric itself is its one series
+            child = self._children[norm] = self.metric
+            return child
         if len(self._children) < self.max_cardinality:
             child = self._children[norm] = self.metric.labels(*norm)
             for seen, value in zip(self._seen, norm, strict=True):
@@ -410,6 +416,8 @@ class MetricsCollector:
     ``tinyllm_queue_wait_time_seconds{priority}``                   ``queue_wait_time``
     ``tinyllm_events_total{category,severity}``                     ``events_total``
     ``tinyllm_instrumentation_errors_total{stage}``                 ``instrumentation_errors``
+    ``tinyllm_spans_dropped_total{reason}``                         ``spans_dropped``
+    ``tinyllm_spans_exported_total``                                ``spans_exported``
 
     Args:
         max_cardinality: label combinations each metric may hold before new ones are folded
@@ -506,6 +514,16 @@ class MetricsCollector:
             Counter, "tinyllm_instrumentation_errors_total",
             "Failures inside tinyllm_instrument itself, by stage; user code was unaffected.",
             (L.STAGE,),
+        )  # fmt: skip
+        self.spans_dropped: GuardedMetric[Counter] = g(
+            Counter, "tinyllm_spans_dropped_total",
+            "Finished spans that never reached the exporter, by reason: queue_full, "
+            "export_failed, shutdown.",
+            (L.REASON,),
+        )  # fmt: skip
+        self.spans_exported: GuardedMetric[Counter] = g(
+            Counter, "tinyllm_spans_exported_total",
+            "Finished spans the exporter accepted.", (),
         )  # fmt: skip
         self._register_all()
 

@@ -8,8 +8,9 @@ around two switchable parts of the kit's own:
 
 * a sampler that delegates to ``ParentBased(TraceIdRatioBased(rate))`` (or to ALWAYS_OFF when
   tracing is disabled, reset or shut down), and
-* a span processor that forwards to the current ``BatchSpanProcessor`` plus any processors added
-  with :func:`add_span_processor`.
+* a span processor that forwards to the current export pipeline (``_ExportPipeline``: a bounded
+  queue and one export thread, where every span is exported or counted as dropped) plus any
+  processors added with :func:`add_span_processor`.
 
 Every SDK ``Tracer`` keeps a reference to its provider's sampler and processor, so swapping what
 those two delegate to reaches tracers that were obtained before a reconfiguration too. The resource
@@ -27,9 +28,13 @@ import inspect
 import json
 import logging
 import math
+import os
 import sys
 import threading
+import time
 import traceback
+import weakref
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -42,13 +47,13 @@ from urllib.parse import urlsplit
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
     ConsoleSpanExporter,
     SpanExporter,
     SpanExportResult,
@@ -72,8 +77,11 @@ from .redaction import REDACTED, get_redaction_policy
 __all__ = [
     "DEFAULT_OTLP_GRPC_ENDPOINT",
     "DEFAULT_OTLP_HTTP_ENDPOINT",
+    "DROP_REASONS",
+    "DROP_WARNING_INTERVAL",
     "ENV_OTLP_ENDPOINT",
     "EXPORTERS",
+    "ON_QUEUE_FULL",
     "OTLP_PROTOCOLS",
     "TRACER_NAME",
     "TelemetryConfig",
@@ -115,6 +123,14 @@ DEFAULT_OTLP_GRPC_ENDPOINT = "http://localhost:4317"
 #: port).
 DEFAULT_OTLP_HTTP_ENDPOINT = "http://localhost:4318"
 _HTTP_TRACES_PATH = "/v1/traces"
+#: Allowed values of ``TelemetryConfig.on_queue_full``.
+ON_QUEUE_FULL = ("block", "drop", "export_inline")
+#: Values of the ``reason`` label of ``tinyllm_spans_dropped_total``: the export queue was full, the
+#: exporter reported failure (after its own retries), or telemetry shut down before the span was
+#: sent.
+DROP_REASONS = ("queue_full", "export_failed", "shutdown")
+#: Seconds between two warnings about dropped spans; each gives the count since the one before.
+DROP_WARNING_INTERVAL = 10.0
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
@@ -144,6 +160,11 @@ def _check_seconds(name: str, value: object) -> None:
         or value <= 0
     ):
         raise _reject(name, value, "a number of seconds greater than 0")
+
+
+def _check_count(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _reject(name, value, "a whole number of spans, 1 or more")
 
 
 def _check_str_mapping(name: str, value: object, *, secret_values: bool) -> dict[str, Any] | None:
@@ -222,6 +243,21 @@ class TelemetryConfig:
             ``observe``).
         export_timeout: seconds one export may take, retries included.
         shutdown_timeout: seconds :func:`shutdown_telemetry` waits for the last spans by default.
+        max_queue_size: finished spans waiting for export, at most; the bound on the memory the
+            pipeline holds when the collector is slow or down.
+        max_export_batch_size: spans per export request. The export thread is woken as soon as
+            this many are queued, not only when ``schedule_delay`` elapses. At most
+            ``max_queue_size``.
+        schedule_delay: seconds the export thread waits at most before sending what is queued.
+        on_queue_full: what ending a span does when the queue is full. "block" (the default)
+            waits until the export thread has made room, at most ``block_timeout``; "drop" drops
+            the span at once; "export_inline" has the calling thread export a batch itself (it
+            pays the export, up to ``export_timeout``, while the collector answers slowly). Either
+            waiting mode stops waiting, and drops, once an export has failed or a wait has timed
+            out, until an export succeeds again: a collector that is down costs the app at most
+            one ``block_timeout``. Every dropped span is counted in
+            ``tinyllm_spans_dropped_total{reason}``.
+        block_timeout: seconds one span end may wait for room ("block", "export_inline").
 
     Raises:
         ValueError: a field holds a value outside what is allowed.
@@ -244,6 +280,11 @@ class TelemetryConfig:
     propagate_to_threads: bool = True
     export_timeout: float = 10.0
     shutdown_timeout: float = 5.0
+    max_queue_size: int = 4096
+    max_export_batch_size: int = 512
+    schedule_delay: float = 1.0
+    on_queue_full: str = "block"
+    block_timeout: float = 0.5
     _endpoint: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -267,6 +308,20 @@ class TelemetryConfig:
             raise _reject("sampling_rate", rate, "a number from 0.0 to 1.0")
         _check_seconds("export_timeout", self.export_timeout)
         _check_seconds("shutdown_timeout", self.shutdown_timeout)
+        _check_seconds("schedule_delay", self.schedule_delay)
+        _check_seconds("block_timeout", self.block_timeout)
+        _check_count("max_queue_size", self.max_queue_size)
+        _check_count("max_export_batch_size", self.max_export_batch_size)
+        if self.max_export_batch_size > self.max_queue_size:
+            raise ValueError(
+                f"TelemetryConfig.max_export_batch_size={self.max_export_batch_size!r} is larger "
+                f"than max_queue_size={self.max_queue_size!r}; a batch is taken from the queue, "
+                "so use a batch size up to the queue size"
+            )
+        if self.on_queue_full not in ON_QUEUE_FULL:
+            raise _reject(
+                "on_queue_full", self.on_queue_full, ", ".join(repr(m) for m in ON_QUEUE_FULL)
+            )
         if self.otlp_endpoint is not None and not isinstance(self.otlp_endpoint, str):
             raise _reject("otlp_endpoint", self.otlp_endpoint, "a URL string or None")
         headers = _check_str_mapping("otlp_headers", self.otlp_headers, secret_values=True)
@@ -357,14 +412,21 @@ class _KitSpanProcessor(SpanProcessor):
         self._exporting: tuple[SpanProcessor, ...] = ()
         self._extra: tuple[SpanProcessor, ...] = ()
         self._all: tuple[SpanProcessor, ...] = ()
+        # Set when shutdown took the exporting pipeline away: spans that were started before and
+        # end after it were meant for the exporter, so they are counted as dropped ("shutdown").
+        self.count_orphans = False
 
     def _publish(self) -> None:
         # A tuple swapped in whole, so the span path iterates without taking the lock.
         self._all = self._exporting + self._extra
 
-    def swap_exporting(self, processors: tuple[SpanProcessor, ...]) -> tuple[SpanProcessor, ...]:
+    def swap_exporting(
+        self, processors: tuple[SpanProcessor, ...], *, stopping: bool = False
+    ) -> tuple[SpanProcessor, ...]:
+        """Install ``processors``; ``stopping``: tracing stops, so late spans count as dropped."""
         with self._lock:
             old, self._exporting = self._exporting, processors
+            self.count_orphans = stopping and bool(old or self.count_orphans)
             self._publish()
         return old
 
@@ -412,6 +474,8 @@ class _KitSpanProcessor(SpanProcessor):
                 processor.on_end(span)
             except Exception as exc:
                 report_internal_error("span_processor", exc)
+        if self.count_orphans and span.context.trace_flags.sampled:
+            _LATE_SPANS.add("shutdown", 1)
 
     def shutdown(self) -> None:
         # The provider's own shutdown (atexit of a foreign provider) ends up here: flush ours too.
@@ -456,6 +520,324 @@ class _GuardedExporter(SpanExporter):
         except Exception as exc:
             report_internal_error("span_export", exc)
             return False
+
+
+# --------------------------------------------------------------------------------------------------
+# The export pipeline: a bounded queue and one export thread; every span exported or counted
+# --------------------------------------------------------------------------------------------------
+
+
+def _count_exported(n: int) -> None:
+    # Resolved at count time, so a collector swapped in by set_metrics_collector() gets the counts.
+    try:
+        from .metrics import get_metrics_collector
+
+        get_metrics_collector().spans_exported.labels().inc(n)
+    except Exception:  # pragma: no cover - counting must not be the thing that breaks
+        pass
+
+
+class _DropLedger:
+    """Counts dropped spans in ``tinyllm_spans_dropped_total{reason}`` and warns about them.
+
+    One warning at most every :data:`DROP_WARNING_INTERVAL` seconds, with the counts since the
+    previous one; never one per span. The pipeline's thread calls :meth:`warn_if_due` on every
+    wake, so drops that stop are still reported within about one interval.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[str, int] = {}
+        self._last_warning = -math.inf
+
+    def add(self, reason: str, n: int) -> None:
+        if n <= 0:
+            return
+        try:
+            from .metrics import get_metrics_collector
+
+            get_metrics_collector().spans_dropped.labels(reason).inc(n)
+        except Exception:  # pragma: no cover - counting must not be the thing that breaks
+            pass
+        with self._lock:
+            self._pending[reason] = self._pending.get(reason, 0) + n
+        self.warn_if_due()
+
+    def warn_if_due(self, *, force: bool = False) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if not self._pending or (
+                not force and now - self._last_warning < DROP_WARNING_INTERVAL
+            ):
+                return
+            pending, self._pending = self._pending, {}
+            self._last_warning = now
+        try:
+            _log.warning(
+                "tinyllm_instrument: %d span(s) dropped since the last report (%s); counted in "
+                "tinyllm_spans_dropped_total{reason}",
+                sum(pending.values()),
+                ", ".join(f"{reason}={n}" for reason, n in sorted(pending.items())),
+            )
+        except Exception:  # pragma: no cover - a broken handler must not break the span path
+            pass
+
+
+#: Counts spans that end after shutdown took their pipeline away.
+_LATE_SPANS = _DropLedger()
+
+
+class _ExportPipeline(SpanProcessor):
+    """The kit's batching span processor: a bounded queue, one export thread, no silent loss.
+
+    It replaces the SDK's ``BatchSpanProcessor`` for three reasons, each measured against it in the
+    same loops as tests/test_export_pipeline.py:
+
+    * every span ends in exactly one of ``tinyllm_spans_exported_total`` and
+      ``tinyllm_spans_dropped_total{reason}`` (the SDK drops the oldest span of a full queue,
+      logs "Queue full" at most once per 20 s, and counts only into an OpenTelemetry meter, if
+      the app has configured one);
+    * when the queue is full, the thread that ended the span can wait for room ("block") or export
+      a batch itself ("export_inline") instead of dropping. Waiting releases the GIL, which is
+      exactly what an export thread starved by a logging-heavy hot loop lacks;
+    * the wait is bounded and switched off while the exporter is failing, so a collector that is
+      down costs the app one ``block_timeout``, not one per span.
+
+    ``on_end`` does less than the SDK's (no ``os.getpid()`` per span: forks are handled by an
+    at-fork hook). The queue may hold up to one span per concurrently ending thread beyond
+    ``max_queue_size``, since the length check and the append are not one atomic step; it is
+    still bounded.
+    """
+
+    def __init__(self, exporter: SpanExporter, config: TelemetryConfig) -> None:
+        self._exporter = exporter
+        self._max_queue_size = config.max_queue_size
+        self._batch_size = config.max_export_batch_size
+        self._schedule_delay = config.schedule_delay
+        self._mode = config.on_queue_full
+        self._block_timeout = config.block_timeout
+        self._ledger = _DropLedger()
+        self._init_runtime()
+        if hasattr(os, "register_at_fork"):
+            weak = weakref.WeakMethod(self._after_fork)
+
+            def after_in_child() -> None:
+                method = weak()
+                if method is not None:
+                    method()
+
+            os.register_at_fork(after_in_child=after_in_child)
+
+    def _init_runtime(self) -> None:
+        self._queue: deque[ReadableSpan] = deque()
+        self._wake = threading.Event()
+        self._woken = False
+        self._room = threading.Condition(threading.Lock())
+        self._waiters = 0
+        self._export_lock = threading.Lock()
+        self._ledger_lock = threading.Lock()  # taking a batch out / abandoning it are one step
+        self._in_flight: list[ReadableSpan] | None = None
+        self._may_block = True
+        self._closed = False
+        self._abandoned = False
+        self._worker = threading.Thread(target=self._run, name="tinyllm-span-export", daemon=True)
+        self._worker.start()
+        self._worker_ident = self._worker.ident
+
+    def _after_fork(self) -> None:
+        # The parent's spans are the parent's to export and count; the child starts empty, with
+        # locks that no thread of the parent can be holding.
+        if not self._closed:
+            self._ledger = _DropLedger()
+            self._init_runtime()
+
+    # -- the span path -------------------------------------------------------------------------
+
+    def on_start(self, span: SdkSpan, parent_context: otel_context.Context | None = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if not span.context.trace_flags.sampled:
+            return
+        queue = self._queue
+        if len(queue) < self._max_queue_size and not self._closed:
+            queue.append(span)
+            # Scheduled by fill level: wake the export thread once a batch is ready.
+            if len(queue) >= self._batch_size and not self._woken:
+                self._woken = True
+                self._wake.set()
+            return
+        self._on_full(span)
+
+    def _on_full(self, span: ReadableSpan) -> None:
+        if (
+            self._mode != "drop"
+            and threading.get_ident() != self._worker_ident  # never wait for ourselves
+        ):
+            # Other threads may take the room we wait for (or make by exporting): try again until
+            # the span is queued or block_timeout has passed.
+            deadline = time.monotonic() + self._block_timeout
+            queue = self._queue
+            while self._may_block and not self._closed:
+                if len(queue) < self._max_queue_size:
+                    queue.append(span)
+                    return
+                if time.monotonic() >= deadline:
+                    self._may_block = False  # until an export succeeds again
+                    break
+                if self._mode == "export_inline" and self._export_lock.acquire(blocking=False):
+                    try:
+                        self._export_batch()
+                    finally:
+                        self._export_lock.release()
+                elif not self._wait_for_room(deadline):
+                    break
+        self._ledger.add("shutdown" if self._closed else "queue_full", 1)
+
+    def _wait_for_room(self, deadline: float) -> bool:
+        """Wait until the queue has room; False (and no more waiting) once ``deadline`` passed."""
+        with self._room:
+            self._waiters += 1
+            try:
+                while (
+                    len(self._queue) >= self._max_queue_size
+                    and self._may_block
+                    and not self._closed
+                ):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        # The exporter is not keeping up: stop making the app wait until an export
+                        # succeeds again.
+                        self._may_block = False
+                        return False
+                    self._wake.set()
+                    # Short slices: a missed notify costs a few milliseconds, not the timeout.
+                    self._room.wait(min(remaining, 0.05))
+            finally:
+                self._waiters -= 1
+        return True
+
+    # -- the export thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._closed:
+            timer = not self._wake.wait(self._schedule_delay)
+            self._wake.clear()
+            self._woken = False
+            if self._closed:
+                break
+            self._export(everything=timer)
+            self._ledger.warn_if_due()
+        self._export(everything=True)
+
+    def _export(self, *, everything: bool) -> None:
+        """Export full batches (and, when ``everything``, the rest) until the queue is drained."""
+        while not self._abandoned:
+            with self._export_lock:
+                queued = len(self._queue)
+                if queued == 0 or (not everything and queued < self._batch_size):
+                    return
+                self._export_batch()
+
+    def _export_batch(self) -> None:
+        """Take one batch, export it, count it. The caller holds ``_export_lock``."""
+        with self._ledger_lock:
+            queue = self._queue
+            if self._abandoned or not queue:
+                return
+            batch = [queue.popleft() for _ in range(min(len(queue), self._batch_size))]
+            self._in_flight = batch
+        if self._waiters:
+            with self._room:
+                self._room.notify_all()
+        # Spans the exporter itself might create (an instrumented HTTP client) are not exported.
+        token = otel_context.attach(otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+        try:
+            result = self._exporter.export(batch)
+        except Exception as exc:  # _GuardedExporter catches already; this is the last resort
+            report_internal_error("span_export", exc)
+            result = SpanExportResult.FAILURE
+        finally:
+            otel_context.detach(token)
+        with self._ledger_lock:
+            if self._in_flight is not batch:
+                return  # a shutdown that stopped waiting counted it already
+            self._in_flight = None
+        if result is SpanExportResult.SUCCESS:
+            self._may_block = True
+            _count_exported(len(batch))
+        else:
+            self._may_block = False
+            self._ledger.add("export_failed", len(batch))
+
+    # -- flush and shutdown --------------------------------------------------------------------
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Export everything queued now, on the calling thread; False if time ran out first."""
+        deadline = time.monotonic() + timeout_millis / 1000
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._export_lock.acquire(timeout=remaining):
+                return False
+            try:
+                # Holding the lock means no export is in flight: empty queue means all sent.
+                if not self._queue or self._abandoned:
+                    return True
+                self._export_batch()
+            finally:
+                self._export_lock.release()
+
+    def shutdown(self, timeout_millis: float = 30000) -> None:
+        """Export what is queued, waiting at most ``timeout_millis``; count the rest as dropped."""
+        if self._closed:
+            return
+        deadline = time.monotonic() + timeout_millis / 1000
+        self._closed = True
+        self._wake.set()
+        with self._room:
+            self._room.notify_all()
+        self._worker.join(max(deadline - time.monotonic(), 0.0))
+        # What the export thread did not send by now is counted, including a span a racing
+        # thread appended after the thread's last look at the queue.
+        with self._ledger_lock:
+            self._abandoned = True
+            unsent = len(self._in_flight or ()) + len(self._queue)
+            self._in_flight = None
+            self._queue.clear()
+        self._ledger.add("shutdown", unsent)
+        if self._worker.is_alive():
+            _log.warning(
+                "tinyllm_instrument: span export did not finish within %.1fs; %d unsent spans are "
+                'dropped (counted in tinyllm_spans_dropped_total{reason="shutdown"})',
+                timeout_millis / 1000,
+                unsent,
+            )
+        # Closing the exporter also ends an export still retrying on the abandoned thread.
+        _call_bounded(
+            lambda: self._exporter.shutdown(),
+            max(deadline - time.monotonic(), 0.5),
+            "span_shutdown",
+        )
+        self._ledger.warn_if_due(force=True)
+
+
+def _call_bounded(func: Callable[[], object], timeout: float, stage: str) -> bool:
+    """Run ``func`` on a helper thread, waiting at most ``timeout`` seconds; True if it finished."""
+
+    def run() -> None:
+        try:
+            func()
+        except Exception as exc:
+            report_internal_error(stage, exc)
+
+    try:
+        worker = threading.Thread(target=run, name="tinyllm-telemetry-shutdown", daemon=True)
+        worker.start()
+    except RuntimeError:  # no new threads at interpreter shutdown (3.12+): do it here
+        run()
+        return True
+    worker.join(timeout)
+    return not worker.is_alive()
 
 
 class _CurrentStdout:
@@ -549,11 +931,7 @@ def _build_processors(config: TelemetryConfig) -> tuple[SpanProcessor, ...]:
     exporter = _build_exporter(config)
     if exporter is None:
         return ()
-    return (
-        BatchSpanProcessor(
-            _GuardedExporter(exporter), export_timeout_millis=config.export_timeout * 1000
-        ),
-    )
+    return (_ExportPipeline(_GuardedExporter(exporter), config),)
 
 
 def _swap_resource(provider: SdkTracerProvider, resource: Resource) -> None:
@@ -610,38 +988,38 @@ def _install_provider(resource: Resource) -> None:
 def _shutdown_processors(processors: Sequence[SpanProcessor], timeout: float) -> bool:
     """Flush and shut down ``processors`` within ``timeout`` seconds; True if they finished in time.
 
-    The work runs on a helper thread so a dead collector cannot hold the caller (or the exit) longer
-    than ``timeout``; what is not exported by then is lost, and a warning says so.
+    The kit's pipelines bound their own wait and count what they could not send. Any other
+    processor runs on a helper thread so a dead collector cannot hold the caller (or the exit)
+    longer than ``timeout``.
     """
     if not processors:
         return True
-    timeout_ms = int(timeout * 1000)
-
-    def run() -> None:
-        for processor in processors:
+    deadline = time.monotonic() + timeout
+    ok = True
+    for processor in processors:
+        remaining = max(deadline - time.monotonic(), 0.0)
+        if isinstance(processor, _ExportPipeline):
             try:
-                processor.force_flush(timeout_ms)
+                processor.shutdown(timeout_millis=remaining * 1000)
+            except Exception as exc:  # pragma: no cover - shutdown is built not to raise
+                report_internal_error("span_shutdown", exc)
+            continue
+
+        def run(processor: SpanProcessor = processor, remaining: float = remaining) -> None:
+            try:
+                processor.force_flush(int(remaining * 1000))
             except Exception as exc:
                 report_internal_error("span_flush", exc)
-            try:
-                processor.shutdown()
-            except Exception as exc:
-                report_internal_error("span_shutdown", exc)
+            processor.shutdown()
 
-    try:
-        worker = threading.Thread(target=run, name="tinyllm-telemetry-shutdown", daemon=True)
-        worker.start()
-    except RuntimeError:  # no new threads at interpreter shutdown (3.12+): do it here, best effort
-        run()
-        return True
-    worker.join(timeout)
-    if worker.is_alive():
-        _log.warning(
-            "tinyllm_instrument: span export did not finish within %.1fs; unsent spans are dropped",
-            timeout,
-        )
-        return False
-    return True
+        if not _call_bounded(run, remaining, "span_shutdown"):
+            _log.warning(
+                "tinyllm_instrument: span export did not finish within %.1fs; unsent spans are "
+                "dropped",
+                timeout,
+            )
+            ok = False
+    return ok
 
 
 # --------------------------------------------------------------------------------------------------
@@ -709,7 +1087,7 @@ def _disable(*, shutdown_extra: bool) -> tuple[SpanProcessor, ...]:
     """Stop sampling and exporting; caller holds the lock. Returns the processors taken out."""
     _STATE.sampler.set(ALWAYS_OFF)
     _STATE.enabled = False
-    old = _STATE.processor.swap_exporting(())
+    old = _STATE.processor.swap_exporting((), stopping=_STATE.owns_provider)
     _shutdown_processors(old, _current_shutdown_timeout())
     if shutdown_extra:
         return _STATE.processor.clear_extra()
@@ -749,7 +1127,8 @@ def shutdown_telemetry(timeout: float | None = None) -> None:
     with _STATE.lock:
         _STATE.sampler.set(ALWAYS_OFF)
         _STATE.enabled = False
-        old = _STATE.processor.swap_exporting(())
+        # Only our own provider's late spans are ours to count: a host's provider keeps sampling.
+        old = _STATE.processor.swap_exporting((), stopping=_STATE.owns_provider)
         extra = _STATE.processor.extra
         wait = _current_shutdown_timeout() if timeout is None else timeout
     _shutdown_processors(old, wait)
