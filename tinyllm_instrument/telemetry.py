@@ -143,8 +143,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 # --------------------------------------------------------------------------------------------------
 
 
+def _shown(value: object) -> str:
+    """``repr(value)`` for an error message, with anything secret-shaped redacted.
+
+    Error messages end up in logs and terminals; a password in an endpoint URL or a key pasted
+    into the wrong field must not be echoed back.
+    """
+    try:
+        return get_redaction_policy().redact_text(repr(value))
+    except Exception:
+        return f"<{type(value).__name__}>"
+
+
 def _reject(field_name: str, value: object, allowed: str) -> ValueError:
-    return ValueError(f"TelemetryConfig.{field_name}={value!r} is invalid; allowed: {allowed}")
+    return ValueError(f"TelemetryConfig.{field_name}={_shown(value)} is invalid; allowed: {allowed}")
 
 
 def _check_bool(name: str, value: object) -> None:
@@ -212,7 +224,7 @@ def _validate_base_url(url: str, source: str) -> str:
         parts, port_ok = None, False
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
         raise ValueError(
-            f"{source}={url!r} is not a valid OTLP endpoint; allowed: a base URL such as "
+            f"{source}={_shown(url)} is not a valid OTLP endpoint; allowed: a base URL such as "
             f"{DEFAULT_OTLP_GRPC_ENDPOINT!r} (grpc) or {DEFAULT_OTLP_HTTP_ENDPOINT!r} "
             "(http/protobuf)"
         )
