@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import math
 import operator
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -12,10 +13,16 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import multiprocess as prometheus_multiprocess
+from prometheus_client import values as prometheus_values
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from ._config import env_str
 
 __all__ = [
     "DEFAULT_MAX_CARDINALITY",
+    "ENV_MULTIPROC_DIR",
     "GRAPH_EXECUTION_BUCKETS",
     "GuardedMetric",
     "MAX_LABEL_VALUE_LENGTH",
@@ -26,7 +33,10 @@ __all__ = [
     "QUEUE_WAIT_BUCKETS",
     "REQUEST_LATENCY_BUCKETS",
     "TIME_TO_FIRST_ITEM_BUCKETS",
+    "configure_metrics",
     "get_metrics_collector",
+    "is_multiprocess",
+    "mark_process_dead",
     "reset_metrics_collector",
     "set_metrics_collector",
     "start_metrics_server",
@@ -537,6 +547,10 @@ class MetricsCollector:
     ) -> GuardedMetric[_M]:
         names = tuple(_label_name(label) for label in labels)
         extra: dict[str, Any] = {} if buckets is None else {"buckets": buckets}
+        if kind is Gauge:
+            # Multiprocess mode (configure_metrics): a gauge is the sum over live workers, so
+            # active requests and queue sizes of dead workers drop out. Ignored otherwise.
+            extra["multiprocess_mode"] = "livesum"
         # registry=None: registered together in _register_all, so a clash leaves nothing behind.
         metric = kind(name, documentation, names, registry=None, **extra)
         guarded: GuardedMetric[_M] = GuardedMetric(name, metric, names, self.max_cardinality)
@@ -964,8 +978,13 @@ def start_metrics_server(
         )
     if collector is None:
         collector = get_metrics_collector()
+    registry = collector.registry
+    if _MULTIPROCESS.directory is not None:
+        # Every worker writes its values to files there; serve the aggregate of all of them.
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=_MULTIPROCESS.directory)
     try:
-        server, thread = start_http_server(port, addr=addr, registry=collector.registry)
+        server, thread = start_http_server(port, addr=addr, registry=registry)
     except OSError as exc:
         raise OSError(
             exc.errno,
@@ -974,3 +993,71 @@ def start_metrics_server(
             "or 0 for any) or stop the other process",
         ) from exc
     return server, thread
+
+
+# --- multiprocess mode ---------------------------------------------------------------------------
+
+#: prometheus_client's own variable: a folder where every process writes its metric values.
+ENV_MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+class _Multiprocess:
+    __slots__ = ("directory",)
+
+    def __init__(self) -> None:
+        self.directory: str | None = None
+
+
+_MULTIPROCESS = _Multiprocess()
+
+
+def configure_metrics(*, multiprocess_dir: str | os.PathLike[str] | None = None) -> None:
+    """Switch on prometheus_client's multiprocess mode, for pre-fork servers (gunicorn-style).
+
+    Each worker then writes its values to files in ``multiprocess_dir`` and the metrics server
+    (:func:`start_metrics_server`, in any one process) serves their aggregate: counters and
+    histograms summed over all workers, dead ones included; gauges summed over live workers
+    (call :func:`mark_process_dead` from the server's child-exit hook). Call it in the parent
+    before forking workers. Limits of prometheus_client's mode: no exemplars, and each worker's
+    cardinality guard counts its own combinations.
+
+    Args:
+        multiprocess_dir: an existing, writable, preferably empty folder; None to use
+            ``PROMETHEUS_MULTIPROC_DIR`` if set (otherwise nothing changes).
+
+    Raises:
+        ValueError: the folder does not exist, is not a folder, or is not writable.
+
+    Example:
+        >>> configure_metrics(multiprocess_dir="/tmp/tinyllm-metrics")  # doctest: +SKIP
+    """
+    directory = multiprocess_dir if multiprocess_dir is not None else env_str(ENV_MULTIPROC_DIR)
+    if directory is None or not str(directory).strip():
+        return
+    path = os.fspath(directory)
+    if not os.path.isdir(path):
+        raise ValueError(
+            f"multiprocess_dir={path!r} is not an existing folder; create it first (and empty "
+            "it when the server starts, so values of an earlier run are not added in)"
+        )
+    if not os.access(path, os.W_OK):
+        raise ValueError(f"multiprocess_dir={path!r} is not writable by this process")
+    os.environ[ENV_MULTIPROC_DIR] = path  # read by prometheus_client, inherited by workers
+    prometheus_values.ValueClass = prometheus_values.MultiProcessValue()
+    _MULTIPROCESS.directory = path
+    reset_metrics_collector()  # families made from now on keep their values in those files
+
+
+def mark_process_dead(pid: int) -> None:
+    """Drop a dead worker's live gauges from the aggregate (multiprocess mode only).
+
+    Args:
+        pid: the worker's process id, e.g. from gunicorn's ``child_exit`` hook.
+    """
+    if _MULTIPROCESS.directory is not None:
+        prometheus_multiprocess.mark_process_dead(pid, _MULTIPROCESS.directory)
+
+
+def is_multiprocess() -> bool:
+    """Whether :func:`configure_metrics` switched multiprocess mode on."""
+    return _MULTIPROCESS.directory is not None
