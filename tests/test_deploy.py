@@ -36,6 +36,7 @@ def test_alert_rules_pass_promtool():
         "TinyLLMHighErrorRate",
         "TinyLLMSlowNodes",
         "TinyLLMCardinalityFolding",
+        "TinyLLMSpansDropped",
     }
 
 
