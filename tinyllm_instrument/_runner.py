@@ -455,21 +455,6 @@ def _signals_blocked_in_new_threads() -> Iterator[None]:
         mask(signal.SIG_SETMASK, previous)
 
 
-def _interrupt_on_sigterm() -> None:
-    """SIGTERM unwinds the program like SIGINT does, so that spans end and get flushed."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return
-
-    def on_sigterm(signum: int, frame: Any) -> None:
-        # A second SIGTERM while unwinding or flushing ends the process at once.
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        raise SystemExit(_SIGNAL_EXIT + signum)
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-
-
 def _exit_code(exc: SystemExit) -> int:
     """What the interpreter would exit with for this SystemExit (printing a non-int code)."""
     code = exc.code
@@ -517,7 +502,9 @@ def _run_main(
     attrs: Mapping[str, Any],
 ) -> int:
     """Run the program in ``main``; its exit code, as the interpreter would make it."""
-    _interrupt_on_sigterm()
+    from .telemetry import unwind_on_sigterm
+
+    unwind_on_sigterm()  # also without tracing: exit code 143 and atexit handlers run
     try:
         _exec_main(main, source, path, names, attrs)
     except SystemExit as exc:

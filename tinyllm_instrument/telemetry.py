@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 import threading
 import time
@@ -156,7 +157,9 @@ def _shown(value: object) -> str:
 
 
 def _reject(field_name: str, value: object, allowed: str) -> ValueError:
-    return ValueError(f"TelemetryConfig.{field_name}={_shown(value)} is invalid; allowed: {allowed}")
+    return ValueError(
+        f"TelemetryConfig.{field_name}={_shown(value)} is invalid; allowed: {allowed}"
+    )
 
 
 def _check_bool(name: str, value: object) -> None:
@@ -253,6 +256,9 @@ class TelemetryConfig:
         resource_attributes: extra resource attributes (``deployment.environment``...).
         propagate_to_threads: let work started in threads join the caller's trace (used by
             ``observe``).
+        flush_on_sigterm: when the app has no SIGTERM handler of its own, make SIGTERM unwind
+            the program like Ctrl-C does (``SystemExit(143)``), so open spans end and the
+            at-exit flush runs; the default SIGTERM would kill the process with spans unsent.
         export_timeout: seconds one export may take, retries included.
         shutdown_timeout: seconds :func:`shutdown_telemetry` waits for the last spans by default.
         max_queue_size: finished spans waiting for export, at most; the bound on the memory the
@@ -290,6 +296,7 @@ class TelemetryConfig:
     sampling_rate: float = 1.0
     resource_attributes: Mapping[str, Any] | None = None
     propagate_to_threads: bool = True
+    flush_on_sigterm: bool = True
     export_timeout: float = 10.0
     shutdown_timeout: float = 5.0
     max_queue_size: int = 4096
@@ -302,6 +309,7 @@ class TelemetryConfig:
     def __post_init__(self) -> None:
         _check_bool("enable_tracing", self.enable_tracing)
         _check_bool("propagate_to_threads", self.propagate_to_threads)
+        _check_bool("flush_on_sigterm", self.flush_on_sigterm)
         if not isinstance(self.service_name, str) or not self.service_name.strip():
             raise _reject("service_name", self.service_name, "a non-empty string")
         if self.exporter not in EXPORTERS:
@@ -1074,6 +1082,8 @@ def configure_telemetry(config: TelemetryConfig | None = None, **overrides: Any)
 
     with _STATE.lock:
         _set_thread_propagation(config.enable_tracing and config.propagate_to_threads)
+        if config.enable_tracing and config.flush_on_sigterm:
+            unwind_on_sigterm()
         if not config.enable_tracing:
             _disable(shutdown_extra=False)
             _STATE.config = config
@@ -1159,6 +1169,7 @@ def reset_telemetry() -> None:
     """
     with _STATE.lock:
         _set_thread_propagation(False)
+        _restore_sigterm()
         _disable(shutdown_extra=True)
         _STATE.config = None
 
@@ -1745,3 +1756,43 @@ def _set_thread_propagation(on: bool) -> None:
         _THREADS.install()
     else:
         _THREADS.uninstall()
+
+
+# --------------------------------------------------------------------------------------------
+# Shutdown on SIGTERM
+# --------------------------------------------------------------------------------------------
+
+#: Exit status after SIGTERM, as a shell reports a process killed by it (128 + 15).
+SIGTERM_EXIT_CODE = 128 + signal.SIGTERM
+
+
+def unwind_on_sigterm() -> bool:
+    """Make SIGTERM unwind the program like SIGINT does, so spans end and get flushed at exit.
+
+    The default SIGTERM ends the process at once: no ``finally``, no ``atexit``, spans lost.
+    Installed only from the main thread and only while SIGTERM has its default action, so an
+    app's own handler is never replaced. The handler raises ``SystemExit(143)``; a second
+    SIGTERM while unwinding or flushing ends the process at once.
+
+    Returns:
+        True if the handler was installed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return False
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    return True
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise SystemExit(SIGTERM_EXIT_CODE)
+
+
+def _restore_sigterm() -> None:
+    """Give SIGTERM its default action back, if the kit's handler is the one installed."""
+    if threading.current_thread() is threading.main_thread():
+        if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
