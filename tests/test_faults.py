@@ -329,3 +329,88 @@ def test_huge_captured_payloads_respect_the_byte_budget(tinyllm_capture):
         value = attrs[key]
         assert len(value.encode()) <= 4096
         json.loads(value)  # still valid JSON
+
+
+# --- exporter faults: raising, hanging, a full queue ---------------------------------------------
+
+
+class _FaultyExporter:
+    """A SpanExporter that raises, or hangs until released."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.release = threading.Event()
+        self.exported = 0
+
+    def export(self, spans):
+        if self.mode == "raise":
+            raise ConnectionError("collector exploded")
+        self.release.wait(30)  # "hang": until the test lets go
+        self.exported += len(spans)
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self):
+        self.release.set()
+
+    def force_flush(self, timeout_millis=30000):
+        return True
+
+
+def _pipeline_with(monkeypatch, exporter, **config):
+    from tinyllm_instrument import telemetry
+    from tinyllm_instrument.metrics import set_metrics_collector
+
+    collector = MetricsCollector()
+    set_metrics_collector(collector)
+    monkeypatch.setattr(telemetry, "_build_exporter", lambda cfg: exporter)
+    telemetry.configure_telemetry(
+        telemetry.TelemetryConfig(enable_tracing=True, exporter="console", **config)
+    )
+    return telemetry, collector
+
+
+def _dropped(collector, reason):
+    value = collector.registry.get_sample_value("tinyllm_spans_dropped_total", {"reason": reason})
+    return value or 0
+
+
+def test_raising_exporter(monkeypatch, caplog):
+    exporter = _FaultyExporter("raise")
+    telemetry, collector = _pipeline_with(monkeypatch, exporter, schedule_delay=0.05)
+    observed = observe(node="n")(_user_function())
+    assert _outcomes(observed) == EXPECTED
+    telemetry.shutdown_telemetry(timeout=5)
+    errors = collector.registry.get_sample_value(
+        "tinyllm_instrumentation_errors_total", {"stage": "span_export"}
+    )
+    assert errors and errors >= 1
+    assert _dropped(collector, "export_failed") == CALLS  # every span counted, none silently lost
+    assert len([r for r in _kit_warnings(caplog) if "span_export" in r.getMessage()]) == 1
+
+
+@pytest.mark.parametrize("on_queue_full", ["block", "drop"])
+def test_hanging_exporter_and_full_queue_never_stall_the_app(monkeypatch, on_queue_full):
+    exporter = _FaultyExporter("hang")
+    telemetry, collector = _pipeline_with(
+        monkeypatch,
+        exporter,
+        max_queue_size=32,
+        max_export_batch_size=8,
+        schedule_delay=0.05,
+        on_queue_full=on_queue_full,
+        block_timeout=0.2,
+        shutdown_timeout=1,
+    )
+    compute = _user_function()
+    observed = observe(node="n")(compute)
+    calls = 500
+    results = [observed(i) for i in range(calls)]  # completes although nothing gets exported
+    assert results == [compute(i) for i in range(calls)]
+    assert _dropped(collector, "queue_full") > 0
+    exporter.release.set()
+    telemetry.shutdown_telemetry(timeout=5)
+    exported = collector.registry.get_sample_value("tinyllm_spans_exported_total", {}) or 0
+    dropped = sum(_dropped(collector, r) for r in ("queue_full", "export_failed", "shutdown"))
+    assert exported + dropped == calls  # delivered or counted, each span exactly once
