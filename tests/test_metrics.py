@@ -936,3 +936,14 @@ def test_module_exports_are_sorted_and_present():
     assert list(metrics_mod.__all__) == sorted(metrics_mod.__all__)
     for name in metrics_mod.__all__:
         assert hasattr(metrics_mod, name)
+
+
+def test_metrics_server_listens_on_loopback_unless_told_otherwise():
+    from tinyllm_instrument.metrics import start_metrics_server
+
+    server, _thread = start_metrics_server(port=0)
+    try:
+        assert server.server_address[0] == "127.0.0.1"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -479,3 +479,17 @@ def test_opentelemetry_instrument_applies_the_targets(receiver):
     [span] = receiver.wait_for(1)
     assert span.name == "shout"
     assert span.attributes["tinyllm.graph"] == "shout"
+
+
+def test_a_bad_global_switch_is_one_clear_error(tmp_path):
+    script = tmp_path / "hello.py"
+    script.write_text("print('hello')\n")
+    env = dict(os.environ, TINYLLM_INSTRUMENT_ENABLED="maybe")
+    result = subprocess.run(
+        [str(CLI), "run", str(script)], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "Error: TINYLLM_INSTRUMENT_ENABLED='maybe' is not a boolean; "
+        "use one of 1/0, true/false, yes/no, on/off"
+    ]

@@ -184,6 +184,7 @@ def _configure_kit(options: RunOptions, *, serve_metrics: bool, default_service:
     from .telemetry import TelemetryConfig, configure_telemetry
 
     try:
+        _config.configure()  # the global switch: a bad TINYLLM_INSTRUMENT_ENABLED is an error here
         if options.log_format or options.log_level or options.log_file:
             # Only when asked: a root handler of ours would turn the app's basicConfig() into a
             # no-op.
