@@ -117,6 +117,7 @@ def payloads(draw):
 #: kit, dominated the run time when each example held one payload.
 EXAMPLES = int(os.environ.get("TINYLLM_SECRETS_EXAMPLES", "10000"))
 BATCH = 10
+PLANTED: list[int] = []  # secrets per payload, for the figure printed at the end
 
 
 def _leaks(text: str, secrets: list[str]) -> list[str]:
@@ -164,6 +165,7 @@ def test_no_planted_secret_reaches_any_sink():
         def check(batch):
             for payload, secrets in batch:
                 check_one(payload, secrets)
+                PLANTED.append(len(secrets))
 
         def check_one(payload, secrets):
             cap.clear()
@@ -184,6 +186,7 @@ def test_no_planted_secret_reaches_any_sink():
             assert captured_in["author"] == payload["author"]
 
         check()
+    print(f"secrets: {len(PLANTED)} payloads, {sum(PLANTED)} secrets planted, 0 leaked")
 
     # And once more with every line rendered as JSON, for a sample of payloads.
     @settings(max_examples=500, deadline=None, database=None)
