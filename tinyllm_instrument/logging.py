@@ -535,18 +535,7 @@ def configure_logging(
     static = _StaticFields(str(app), str(version))
     user = [_Guarded(p) for p in processors]
     # Shared tail: the same enrichment for structlog lines and for stdlib records.
-    tail: list[Processor] = [
-        structlog.stdlib.add_log_level,
-        add_logger_name,
-        static,
-        add_trace_context,
-        add_graph_context,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.StackInfoRenderer(),
-        structlog.processors.format_exc_info,
-        *user,
-        redact_event,
-    ]
+    tail = _enrichment_tail(static, user)
     structlog_chain: list[Processor] = [
         structlog.stdlib.filter_by_level,  # skip all work for lines below the level
         structlog.contextvars.merge_contextvars,
@@ -634,6 +623,14 @@ def enrichment_processors() -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.PositionalArgumentsFormatter(),
+        *_enrichment_tail(static, ()),
+    ]
+
+
+def _enrichment_tail(static: _StaticFields, user: Sequence[Processor]) -> list[Processor]:
+    """What every line gets, structlog's or stdlib's: level, logger, app/version, trace and graph
+    context, timestamp, stack and exception text, the user's processors, then redaction last."""
+    return [
         structlog.stdlib.add_log_level,
         add_logger_name,
         static,
@@ -642,6 +639,7 @@ def enrichment_processors() -> list[Processor]:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
         structlog.processors.format_exc_info,
+        *user,
         redact_event,
     ]
 
