@@ -3,9 +3,10 @@
 Part 1 runs examples/graph_app.py, decorated with @observe. Part 2 runs examples/plain_app.py,
 the same graph without a line of the kit, through `tinyllm-instrument run`.
 
-Embedded defaults, nothing to set up: spans go to JSON files through the OpenTelemetry console
-exporter, metrics are served on 127.0.0.1, logs are JSON lines in a file, events go to the log
-and to tinyllm_events_total. With --serve, the metrics endpoint stays up until Ctrl-C.
+Embedded defaults, nothing to set up: the first graph run is printed as a tree (the "tree"
+exporter), every span also goes to a JSON file through the OpenTelemetry console exporter, metrics
+are served on 127.0.0.1, logs are JSON lines in a file, events go to the log and to
+tinyllm_events_total. With --serve, the metrics endpoint stays up until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import urllib.request
 from collections import Counter
 from pathlib import Path
 
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 
 from tinyllm_instrument.events import BufferedEventHandler, get_event_emitter
@@ -30,11 +34,28 @@ from tinyllm_instrument.telemetry import (
     configure_telemetry,
     shutdown_telemetry,
 )
+from tinyllm_instrument.tree import TreeSpanExporter
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import graph_app  # noqa: E402  (needs the path above)
+
+
+class FirstGraphRun(SimpleSpanProcessor):
+    """Passes on the spans of the first trace only: twelve trees would bury the summary."""
+
+    def __init__(self, exporter: TreeSpanExporter) -> None:
+        super().__init__(exporter)
+        self.trace_id: int | None = None
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        if self.trace_id is None and span.parent is None:
+            self.trace_id = span.context.trace_id
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if span.context.trace_id == self.trace_id:
+            super().on_end(span)
 
 
 def main() -> int:
@@ -60,13 +81,17 @@ def main() -> int:
             ConsoleSpanExporter(out=spans_file, formatter=lambda s: s.to_json(indent=None) + "\n")
         )
     )
+    # The first graph run as exporter="tree" prints it, when its root span ends: below.
+    add_span_processor(FirstGraphRun(TreeSpanExporter()))
     # Lifecycle events at every severity, kept in memory for the summary below. The log handler
     # takes INFO and up, so started/completed (DEBUG) do not write a line per call.
     events_buffer = get_event_emitter().add_handler(BufferedEventHandler(max_size=10_000))
     server, _thread = start_metrics_server(port=args.port, addr="127.0.0.1")
     url = f"http://127.0.0.1:{server.server_port}/metrics"
 
+    print('The first graph run, as exporter="tree" prints each one:')
     answers = asyncio.run(graph_app.run())
+    print()
     shutdown_telemetry()
     spans_file.close()
 
@@ -119,18 +144,6 @@ def main() -> int:
     return 0
 
 
-def _json_objects(text: str) -> list[dict]:
-    decoder, objects, i = json.JSONDecoder(), [], 0
-    while (start := text.find("{", i)) != -1:
-        try:
-            obj, i = decoder.raw_decode(text, start)
-        except json.JSONDecodeError:
-            i = start + 1
-            continue
-        objects.append(obj)
-    return objects
-
-
 def run_zero_code(out: Path) -> None:
     """Part 2: the un-decorated app under `tinyllm-instrument run`, in a child process."""
     command = [
@@ -141,8 +154,6 @@ def run_zero_code(out: Path) -> None:
         "--graph",
         "answer",
         "--tracing",
-        "--exporter",
-        "console",
         "--log-format",
         "json",
         "--log-file",
@@ -153,17 +164,30 @@ def run_zero_code(out: Path) -> None:
     print("\nZero-code: " + " ".join(command[1:]).replace(str(HERE) + "/", "examples/"))
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     (out / "run-stdout.txt").write_text(result.stdout)
-    spans = [o for o in _json_objects(result.stdout) if "context" in o]
+    start = re.search(r"^trace ", result.stdout, flags=re.M)
+    tree = result.stdout[start.start() :].splitlines() if start else []
+    names = Counter(m[1] for line in tree[1:] if (m := _TREE_ROW.match(line)))
     logs = (out / "run-app.log").read_text().splitlines()
-    by_name = Counter(s["name"] for s in spans)
     print(f"         exit code {result.returncode}; the plan it printed:")
     for line in result.stderr.splitlines():
         print("           " + line)
     print(
-        f"Traces   {len(spans)} spans in {out / 'run-stdout.txt'}: "
-        + ", ".join(f"{name} x{n}" for name, n in sorted(by_name.items()))
+        f"Traces   {sum(names.values())} spans in one tree (plain_app:* wraps main's run() too), "
+        f"in {out / 'run-stdout.txt'}: "
+        + ", ".join(f"{name} x{n}" for name, n in sorted(names.items()))
     )
+    # Its first two graph runs: up to the third child of the root.
+    children = [i for i, line in enumerate(tree) if line.startswith(("├─ ", "└─ "))]
+    shown = tree[: children[2]] if len(children) > 2 else tree
+    for line in shown:
+        print("         " + line)
+    if len(shown) < len(tree):
+        print(f"         ... {len(tree) - len(shown)} more lines")
     print(f"Logs     {len(logs)} JSON lines in {out / 'run-app.log'}")
+
+
+#: A line of a printed tree: the tree glyphs, then the span name.
+_TREE_ROW = re.compile(r"^[│├└─ ]*(\S+)  ")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,11 @@ def test_demo_runs_the_example_graph_and_says_where_to_look(tmp_path):
         timeout=120,
     ).stdout
     assert "Answered 12 questions" in out
+    # Part 1 prints the first graph run as a tree, before the summary.
+    tree = out[out.index("trace ") : out.index("Answered")].splitlines()
+    assert re.fullmatch(r"trace [0-9a-f]{8} · tinyllm-demo", tree[0])
+    assert re.match(r"rag +\d", tree[1])
+    assert [line.split()[1] for line in tree[2:5]] == ["router", "retriever", "llm"]
     assert "http://127.0.0.1:" in out and "/metrics" in out
     spans = [json.loads(line) for line in (tmp_path / "spans.jsonl").read_text().splitlines()]
     logs = [json.loads(line) for line in (tmp_path / "app.log").read_text().splitlines()]
@@ -65,9 +71,13 @@ def test_demo_runs_the_example_graph_and_says_where_to_look(tmp_path):
     assert all("timestamp" in entry and "level" in entry for entry in logs)
     # Part 2: the un-decorated app under `tinyllm-instrument run`.
     assert "exit code 0" in out and "plain_app:answer" in out
-    run_spans = _json_objects((tmp_path / "run-stdout.txt").read_text())
-    run_names = {s["name"] for s in run_spans if "context" in s}
-    assert {"answer", "route", "retrieve", "call_model", "stream_answer"} <= run_names
+    # `run --tracing` without an endpoint prints trees: one here, as plain_app:* wraps run().
+    run_stdout = (tmp_path / "run-stdout.txt").read_text()
+    assert run_stdout.count("trace ") == 1 and '"context"' not in run_stdout
+    tree = run_stdout[run_stdout.index("trace ") :]
+    run_names = set(re.findall(r"^[│├└─ ]*(\w+)  ", tree, flags=re.M))
+    assert {"run", "answer", "route", "retrieve", "call_model", "stream_answer"} <= run_names
+    assert "├─ answer" in out and "... " in out  # the demo shows the top of that tree
     run_logs = [json.loads(line) for line in (tmp_path / "run-app.log").read_text().splitlines()]
     assert any(entry.get("graph") == "answer" for entry in run_logs)
 

@@ -117,13 +117,13 @@ class RunOptions:
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
     def tracing_plan(self) -> tuple[bool, str]:
-        """(enable_tracing, exporter): ``--otlp-endpoint`` implies otlp, ``--tracing`` console."""
+        """(enable_tracing, exporter): ``--otlp-endpoint`` means otlp, ``--tracing`` alone tree."""
         if self.otlp_endpoint is not None and self.exporter not in (None, "otlp"):
             raise RunError(
                 f"--otlp-endpoint needs --exporter otlp, not --exporter {self.exporter}; "
                 "drop one of them"
             )
-        exporter = self.exporter or ("otlp" if self.otlp_endpoint is not None else "console")
+        exporter = self.exporter or ("otlp" if self.otlp_endpoint is not None else "tree")
         if self.tracing is not None:
             return self.tracing, exporter
         return (self.exporter is not None or self.otlp_endpoint is not None), exporter

@@ -74,6 +74,7 @@ from . import _config
 from ._context import CURRENT_GRAPH, CURRENT_NODE
 from ._errors import KIT_LOGGER_NAME, report_internal_error
 from .redaction import REDACTED, get_redaction_policy
+from .tree import TreeSpanExporter
 
 __all__ = [
     "DEFAULT_OTLP_GRPC_ENDPOINT",
@@ -111,7 +112,7 @@ _log = logging.getLogger(KIT_LOGGER_NAME)
 #: Instrumentation scope name of the kit's spans.
 TRACER_NAME = "tinyllm_instrument"
 #: Allowed values of ``TelemetryConfig.exporter``.
-EXPORTERS = ("console", "otlp", "none")
+EXPORTERS = ("console", "otlp", "none", "tree")
 #: Allowed values of ``TelemetryConfig.otlp_protocol``.
 OTLP_PROTOCOLS = ("grpc", "http/protobuf")
 #: The standard OpenTelemetry variable for the collector's base URL; the default of
@@ -242,7 +243,9 @@ class TelemetryConfig:
         enable_tracing: create and export spans. False (the default) leaves every span
             non-recording.
         service_name: ``service.name`` of the resource; it wins over ``resource_attributes``.
-        exporter: "console" (JSON to stdout), "otlp" (a collector) or "none" (spans are created, for
+        exporter: "console" (JSON to stdout), "otlp" (a collector), "tree" (each trace printed
+            to stdout as a tree of its spans when its root span ends, see
+            :class:`~tinyllm_instrument.tree.TreeSpanExporter`) or "none" (spans are created, for
             log correlation, but not exported).
         otlp_endpoint: the collector's base URL, as ``OTEL_EXPORTER_OTLP_ENDPOINT``: for
             http/protobuf ``/v1/traces`` is appended (unless already there); for grpc host and
@@ -917,6 +920,13 @@ def _build_exporter(config: TelemetryConfig) -> SpanExporter | None:
         return ConsoleSpanExporter(
             service_name=config.service_name, out=cast(Any, _CurrentStdout())
         )
+    if config.exporter == "tree":
+        # Through the export pipeline like the others: the tree is rendered and printed on the
+        # export thread, never on the thread that ended the span (a slow terminal or a full pipe
+        # cannot stall the app), and the queue bound and drop counting are the same as for any
+        # exporter. A tree shows up at most ``schedule_delay`` after its root ends, which is soon
+        # enough for a person reading a console; flush and shutdown print at once.
+        return TreeSpanExporter()
     endpoint = config.resolved_endpoint()
     headers = dict(config.otlp_headers or {})
     try:

@@ -122,7 +122,9 @@ class _RunCommand(click.Command):
     "--exporter",
     type=click.Choice(EXPORTERS),
     envvar=ENV_EXPORTER,
-    help="Where spans go (default console; otlp with --otlp-endpoint).",
+    help="Where spans go: tree (the default: each trace printed on stdout as a tree when its "
+    "root span ends), console (one JSON document per span on stdout), otlp (the default with "
+    "--otlp-endpoint) or none.",
 )
 @click.option(
     "--otlp-endpoint",
