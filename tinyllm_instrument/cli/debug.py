@@ -230,10 +230,10 @@ def inspect(component: str, as_json: bool, metrics_url: str | None, timeout: flo
 @debug.command("test-trace")
 @click.option(
     "--exporter",
-    type=click.Choice(["none", "console", "otlp"]),
+    type=click.Choice(["none", "tree", "console", "otlp"]),
     default="none",
     show_default=True,
-    help="Where the test span goes: nowhere, stdout (JSON), or an OTLP collector.",
+    help="Where the test span goes: nowhere, stdout as a tree or as JSON, or an OTLP collector.",
 )
 @click.option(
     "--otlp-endpoint",
