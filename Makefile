@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-test
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench bench-table bench-memory lint clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,9 +26,28 @@ demo: $(VENV)/.installed
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-## make bench: benchmarks side by side (not part of make test).
+## make bench: benchmarks side by side (not part of make test), BENCH_RUNS runs, then the ratio table.
+BENCH_RUNS ?= 3
+BENCH_DIR  ?= .benchmarks
+BENCH_OPTS ?= --bench-rounds=5 --benchmark-min-time=0.0005 --benchmark-max-time=0.25 \
+              --benchmark-warmup=off --benchmark-disable-gc --benchmark-sort=name
 bench: $(STAMP)
-	$(PY) -m pytest -q benchmarks --benchmark-only
+	rm -f $(BENCH_DIR)/run-*.json
+	mkdir -p $(BENCH_DIR)
+	for i in $$(seq 1 $(BENCH_RUNS)); do \
+	  $(PY) -m pytest -q benchmarks --benchmark-only $(BENCH_OPTS) \
+	    --benchmark-json=$(BENCH_DIR)/run-$$i.json > $(BENCH_DIR)/run-$$i.log || exit 1; \
+	  echo "bench run $$i of $(BENCH_RUNS) done"; \
+	done
+	$(PY) benchmarks/ratio_table.py $(BENCH_DIR)/run-*.json
+
+## make bench-table: print the ratio table again from the last make bench.
+bench-table: $(STAMP)
+	$(PY) benchmarks/ratio_table.py $(BENCH_DIR)/run-*.json
+
+## make bench-memory: 1,000,000 observed calls, a flush, and what tracemalloc says stayed (slow).
+bench-memory: $(STAMP)
+	$(PY) benchmarks/memory_check.py
 
 lint: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev]'

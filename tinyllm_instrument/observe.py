@@ -8,12 +8,13 @@ import json
 import time
 from bisect import bisect_left
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any, ParamSpec, SupportsIndex, TypeVar, overload
 
 import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace import NonRecordingSpan, Status, StatusCode
 
 from . import _config
 from ._context import CURRENT_GRAPH, CURRENT_MODEL, CURRENT_NODE, NO_GRAPH
@@ -41,6 +42,9 @@ _TRUNCATION_MARKER = "...[truncated]"
 #: At most one exemplar per histogram bucket per this many ns. prometheus_client keeps only the
 #: last exemplar of each bucket, so more would cost ~0.9 us per call and be overwritten anyway.
 _EXEMPLAR_INTERVAL_NS = 100_000_000
+#: Graph names a plan keeps prebound handles and attributes for; more are bound per call (the
+#: metrics' own cardinality guard still applies), so a flood of graph names cannot grow memory.
+_MAX_CACHED_GRAPHS = 256
 
 _DEBUG = EventSeverity.DEBUG
 _ERROR = EventSeverity.ERROR
@@ -161,6 +165,7 @@ class _Plan:
         "_children",
         "_collector",
         "_generation",
+        "_graph_attributes",
     )
 
     def __init__(
@@ -218,19 +223,35 @@ class _Plan:
         self._collector: Any = None
         self._generation = -1
         self._children: dict[str | None, _Children] = {}
+        self._graph_attributes: dict[str, dict[str, Any]] = {}
+
+    def attributes_for(self, graph: str | None) -> dict[str, Any]:
+        """The span's start attributes: the static ones, plus the graph a node is called in."""
+        if graph is None or self.static_graph is not None:
+            return self.span_attributes
+        attrs = self._graph_attributes.get(graph)
+        if attrs is None:
+            attrs = dict(self.span_attributes)
+            attrs["tinyllm.graph"] = graph
+            if len(self._graph_attributes) < _MAX_CACHED_GRAPHS:
+                self._graph_attributes[graph] = attrs
+        return attrs
 
     def children(self, graph: str | None) -> _Children:
         """The prebound metric handles for this call's graph label (one dict lookup when warm)."""
         collector = get_metrics_collector()
+        if collector is self._collector and collector.generation == self._generation:
+            children = self._children.get(graph)
+            if children is not None:
+                return children
+        return self._bind(collector, graph)
+
+    def _bind(self, collector: Any, graph: str | None) -> _Children:
         if collector is not self._collector or collector.generation != self._generation:
             # a swapped collector (tests, testing.capture) or reset_metrics(): rebind the handles
             self._collector = collector
             self._generation = collector.generation
             self._children = {}
-        try:
-            return self._children[graph]
-        except KeyError:
-            pass
         label = graph if graph is not None else NO_GRAPH
         if self.is_graph:
             hist = collector.graph_execution_duration.labels(self.static_graph)
@@ -243,11 +264,18 @@ class _Plan:
             children.model_requests = collector.requests_total.labels(self.model, label, "generate")
             children.model_latency = collector.request_latency.labels(self.model, label)
             children.model_active = collector.active_requests.labels(self.model, label)
-        self._children[graph] = children
+        if self.is_stream:
+            children.first_item = collector.node_time_to_first_item.labels(
+                self.node or self.span_name, label
+            )
+        if len(self._children) < _MAX_CACHED_GRAPHS:
+            self._children[graph] = children
         return children
 
 
 class _Children:
+    """The metric handles of one plan for one graph label, bound once and reused per call."""
+
     __slots__ = (
         "hist",
         "counter",
@@ -257,6 +285,10 @@ class _Children:
         "model_requests",
         "model_latency",
         "model_active",
+        "first_item",
+        "_sum",
+        "_buckets",
+        "_count",
     )
 
     def __init__(self, hist: Any, counter: Any, graph_label: str) -> None:
@@ -266,18 +298,54 @@ class _Children:
         self.model_requests: Any = None
         self.model_latency: Any = None
         self.model_active: Any = None
+        self.first_item: Any = None
         self.bounds: list[float] = list(getattr(hist, "_upper_bounds", ()))
         self.last_exemplar = [0] * (len(self.bounds) + 1)
+        # The values behind the prometheus children, when they look as expected (prometheus_client
+        # has kept them so since 0.4): the call then adds to them directly, skipping the public
+        # methods' checks that a labelled child always passes. Otherwise the public API is used.
+        buckets = getattr(hist, "_buckets", None)
+        value_sum = getattr(hist, "_sum", None)
+        if (
+            isinstance(buckets, list)
+            and len(buckets) == len(self.bounds)
+            and self.bounds
+            and self.bounds[-1] == float("inf")
+            and all(callable(getattr(b, "inc", None)) for b in buckets)
+            and callable(getattr(value_sum, "inc", None))
+        ):
+            self._sum: Any = value_sum
+            self._buckets: list[Any] | None = buckets
+        else:
+            self._sum = self._buckets = None
+        value = getattr(counter, "_value", None)
+        self._count: Any = value if callable(getattr(value, "inc", None)) else None
 
-    def observe(self, seconds: float, end_ns: int, span: Any) -> None:
+    def record(self, start_ns: int, end_ns: int, span: Any) -> None:
+        """Count one finished call: duration histogram (with a rationed exemplar) and counters."""
+        seconds = (end_ns - start_ns) / 1e9
         idx = bisect_left(self.bounds, seconds)
-        if end_ns - self.last_exemplar[idx] >= _EXEMPLAR_INTERVAL_NS:
+        last = self.last_exemplar
+        if end_ns - last[idx] >= _EXEMPLAR_INTERVAL_NS and span.__class__ is not NonRecordingSpan:
             ctx = span.get_span_context()
             if ctx.trace_flags.sampled:
-                self.last_exemplar[idx] = end_ns
+                last[idx] = end_ns
                 self.hist.observe(seconds, {"trace_id": format(ctx.trace_id, "032x")})
-                return
-        self.hist.observe(seconds)
+            else:
+                self.hist.observe(seconds)
+        elif self._buckets is not None:
+            self._sum.inc(seconds)
+            self._buckets[idx].inc(1)
+        else:
+            self.hist.observe(seconds)
+        if self._count is not None:
+            self._count.inc(1)
+        elif self.counter is not None:
+            self.counter.inc()
+        if self.model_requests is not None:
+            self.model_requests.inc()
+            self.model_latency.observe(seconds)
+            self.model_active.dec()
 
 
 def _attribute_values(attrs: dict[str, Any]) -> dict[str, Any]:
@@ -348,62 +416,120 @@ def _bound_arguments(plan: _Plan, instance: Any, args: tuple, kwargs: dict) -> A
 
 
 class _Call:
-    """The state of one call in flight."""
+    """The state of one stream in flight (sync and async calls keep theirs in locals)."""
 
-    __slots__ = ("plan", "span", "start_ns", "graph", "tokens", "items", "first_item_ns")
+    __slots__ = (
+        "plan",
+        "span",
+        "start_ns",
+        "graph",
+        "context",
+        "tokens",
+        "items",
+        "first_item_ns",
+    )
 
-    def __init__(
-        self, plan: _Plan, span: Any, start_ns: int, graph: str | None, tokens: tuple
-    ) -> None:
+    def __init__(self, plan: _Plan, span: Any, start_ns: int, graph: str | None) -> None:
         self.plan = plan
         self.span = span
         self.start_ns = start_ns
         self.graph = graph
-        self.tokens = tokens
+        # The OTel Context holding the span, made once: each step of a stream attaches it again.
+        self.context: Any = None
+        self.tokens: tuple = ()
         self.items = 0
         self.first_item_ns = 0
 
 
-def _begin(plan: _Plan, instance: Any, args: tuple, kwargs: dict) -> _Call:
-    graph = plan.static_graph if plan.static_graph is not None else CURRENT_GRAPH.get()
-    start_ns = time.time_ns()
-    span = get_tracer().start_span(
-        plan.span_name, attributes=plan.span_attributes, start_time=start_ns
+def _context_var() -> ContextVar[Any] | None:
+    """The ContextVar behind OpenTelemetry's default runtime context, or None for another one."""
+    try:
+        from opentelemetry.context import _RUNTIME_CONTEXT
+        from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+    except ImportError:  # pragma: no cover - an API without them: use the public functions
+        return None
+    var = getattr(_RUNTIME_CONTEXT, "_current_context", None)
+    if type(_RUNTIME_CONTEXT) is ContextVarsRuntimeContext and isinstance(var, ContextVar):
+        return var
+    return None  # pragma: no cover - OTEL_PYTHON_CONTEXT names another implementation
+
+
+# Bound once: the hot path reads module globals, not attribute chains. With the default runtime
+# context, attach/detach are its ContextVar's set/reset (what opentelemetry.context.attach and
+# detach come down to, two Python calls deeper); a failed reset raises here and is reported.
+_time_ns = time.time_ns
+_OTEL_CONTEXT_VAR = _context_var()
+_attach: Callable[[Any], Any] = (
+    _OTEL_CONTEXT_VAR.set if _OTEL_CONTEXT_VAR is not None else otel_context.attach
+)
+_detach_otel: Callable[[Any], Any] = (
+    _OTEL_CONTEXT_VAR.reset if _OTEL_CONTEXT_VAR is not None else otel_context.detach
+)
+_set_span_in_context = trace.set_span_in_context
+_get_graph = CURRENT_GRAPH.get
+_set_node = CURRENT_NODE.set
+_reset_node = CURRENT_NODE.reset
+_set_graph = CURRENT_GRAPH.set
+_reset_graph = CURRENT_GRAPH.reset
+_set_model = CURRENT_MODEL.set
+_reset_model = CURRENT_MODEL.reset
+
+
+def _enter(call: _Call) -> None:
+    """Make the stream's span, node, graph and model current; ``call.tokens`` undo it."""
+    graph = call.graph
+    model = call.plan.model
+    call.tokens = (
+        _attach(call.context),
+        _set_node(call.plan.node),
+        _set_graph(graph) if _get_graph() is not graph else None,
+        _set_model(model) if model is not None else None,
     )
-    if plan.static_graph is None and graph is not None:
-        span.set_attribute("tinyllm.graph", graph)
+
+
+def _begin(plan: _Plan, instance: Any, args: tuple, kwargs: dict) -> _Call:
+    """Start a stream's call: span, context, gauge and the started event."""
+    graph = plan.static_graph if plan.static_graph is not None else _get_graph()
+    start_ns = _time_ns()
+    span = get_tracer().start_span(
+        plan.span_name, attributes=plan.attributes_for(graph), start_time=start_ns
+    )
     if plan.capture_input and span.is_recording():
         span.set_attribute(
             "tinyllm.input", _capture_json(_bound_arguments(plan, instance, args, kwargs))
         )
-    tokens = (
-        otel_context.attach(trace.set_span_in_context(span)),
-        CURRENT_NODE.set(plan.node),
-        CURRENT_GRAPH.set(graph),
-        CURRENT_MODEL.set(plan.model) if plan.model is not None else None,
-    )
-    call = _Call(plan, span, start_ns, graph, tokens)
-    if plan.model is not None:
-        plan.children(graph).model_active.inc()
-    if get_event_emitter().wants(_DEBUG):
-        _emit(call, "started", _DEBUG, None, None)
+    call = _Call(plan, span, start_ns, graph)
+    call.context = _set_span_in_context(span)
+    _enter(call)
+    try:  # the context is attached now: a failure from here on must not leave the call half-begun
+        if plan.model is not None:
+            plan.children(graph).model_active.inc()
+        if get_event_emitter().wants(_DEBUG):
+            _emit(plan, graph, "started", _DEBUG, None, None)
+    except Exception as exc:
+        report_internal_error("observe_begin", exc)
     return call
 
 
 def _detach(call: _Call) -> None:
     otel_token, node_token, graph_token, model_token = call.tokens
     if model_token is not None:
-        CURRENT_MODEL.reset(model_token)
-    CURRENT_GRAPH.reset(graph_token)
-    CURRENT_NODE.reset(node_token)
-    otel_context.detach(otel_token)
+        _reset_model(model_token)
+    if graph_token is not None:
+        _reset_graph(graph_token)
+    _reset_node(node_token)
+    _detach_otel(otel_token)
 
 
 def _emit(
-    call: _Call, what: str, severity: EventSeverity, duration_ms: float | None, exc: Any
+    plan: _Plan,
+    graph: str | None,
+    what: str,
+    severity: EventSeverity,
+    duration_ms: float | None,
+    exc: Any,
 ) -> None:
-    plan = call.plan
-    data: dict[str, Any] = {"graph": call.graph if call.graph is not None else NO_GRAPH}
+    data: dict[str, Any] = {"graph": graph if graph is not None else NO_GRAPH}
     if plan.node is not None:
         data["node"] = plan.node
     if duration_ms is not None:
@@ -420,22 +546,53 @@ def _emit(
     )
 
 
+def _complete(
+    plan: _Plan, span: Any, start_ns: int, graph: str | None, result: Any, wants_debug: bool
+) -> None:
+    """End a sync or async call that returned: one clock read for the span and the histogram.
+
+    ``wants_debug`` is the emitter's answer for DEBUG when the call started; a DEBUG completed
+    event (the default) follows it rather than asking again.
+    """
+    end_ns = _time_ns()
+    try:
+        if plan.capture_output and span.is_recording():
+            span.set_attribute("tinyllm.output", _capture_json(result))
+        if type(result) not in _PLAIN_RESULT_TYPES:
+            _record_usage_of(span, plan.model, graph, result)
+        severity = _SETTINGS.completed_severity
+        if wants_debug if severity is _DEBUG else get_event_emitter().wants(severity):
+            _emit(plan, graph, "completed", severity, (end_ns - start_ns) / 1e6, None)
+    finally:
+        span.end(end_time=end_ns)
+        plan.children(graph).record(start_ns, end_ns, span)
+
+
+def _stream_attributes(call: _Call) -> dict[str, Any]:
+    attrs: dict[str, Any] = {"tinyllm.generator.items": call.items}
+    if call.first_item_ns:
+        attrs["tinyllm.time_to_first_item_ms"] = (call.first_item_ns - call.start_ns) / 1e6
+    return attrs
+
+
 def _finish(call: _Call, result: Any, *, closed_early: bool = False) -> None:
-    """End a call that returned (or a stream that ended or was closed)."""
-    end_ns = time.time_ns()
+    """End a stream that ended or was closed."""
+    end_ns = _time_ns()
     span = call.span
     plan = call.plan
     try:
         if span.is_recording():
+            attrs = _stream_attributes(call)
             if plan.capture_output and not closed_early and result is not _NO_RESULT:
-                span.set_attribute("tinyllm.output", _capture_json(result))
+                attrs["tinyllm.output"] = _capture_json(result)
             if closed_early:
-                span.set_attribute("tinyllm.generator.closed_early", True)
+                attrs["tinyllm.generator.closed_early"] = True
+            span.set_attributes(attrs)
         if result is not _NO_RESULT:
-            _record_usage_of(call, result)
+            _record_usage_of(span, plan.model, call.graph, result)
         severity = _SETTINGS.completed_severity
         if get_event_emitter().wants(severity):
-            _emit(call, "completed", severity, (end_ns - call.start_ns) / 1e6, None)
+            _emit(plan, call.graph, "completed", severity, (end_ns - call.start_ns) / 1e6, None)
     finally:
         span.end(end_time=end_ns)
         _record_duration(call, end_ns)
@@ -443,13 +600,13 @@ def _finish(call: _Call, result: Any, *, closed_early: bool = False) -> None:
 
 def _fail(call: _Call, exc: BaseException) -> None:
     """End a call that raised. User exceptions are errors; cancellation and exits are not."""
-    end_ns = time.time_ns()
+    end_ns = _time_ns()
     span = call.span
     plan = call.plan
     try:
         recording = span.is_recording()
         if plan.is_stream and recording:
-            span.set_attribute("tinyllm.generator.items", call.items)
+            span.set_attributes(_stream_attributes(call))
         if isinstance(exc, Exception):
             if recording:
                 span.record_exception(exc)
@@ -464,7 +621,7 @@ def _fail(call: _Call, exc: BaseException) -> None:
                 if plan.model is not None:
                     collector.errors_total.labels(error_type, plan.model, graph).inc()
             if get_event_emitter().wants(_ERROR):
-                _emit(call, "failed", _ERROR, (end_ns - call.start_ns) / 1e6, exc)
+                _emit(plan, call.graph, "failed", _ERROR, (end_ns - call.start_ns) / 1e6, exc)
         elif not recording:
             pass
         elif isinstance(exc, asyncio.CancelledError):
@@ -478,20 +635,11 @@ def _fail(call: _Call, exc: BaseException) -> None:
 
 
 def _record_duration(call: _Call, end_ns: int) -> None:
-    children = call.plan.children(call.graph)
-    seconds = (end_ns - call.start_ns) / 1e9
-    children.observe(seconds, end_ns, call.span)
-    if children.counter is not None:
-        children.counter.inc()
-    if children.model_requests is not None:
-        children.model_requests.inc()
-        children.model_latency.observe(seconds)
-        children.model_active.dec()
+    plan = call.plan
+    children = plan.children(call.graph)
+    children.record(call.start_ns, end_ns, call.span)
     if call.first_item_ns:
-        plan = call.plan
-        get_metrics_collector().node_time_to_first_item.labels(
-            plan.node or plan.span_name, children.graph_label
-        ).observe((call.first_item_ns - call.start_ns) / 1e9)
+        children.first_item.observe((call.first_item_ns - call.start_ns) / 1e9)
 
 
 _NO_RESULT = object()
@@ -569,7 +717,7 @@ def _token_count(value: Any) -> int:
     return value
 
 
-def _record_usage_of(call: _Call, result: Any) -> None:
+def _record_usage_of(span: Any, model: str | None, graph: str | None, result: Any) -> None:
     try:
         usage = _usage_of(result)
     except Exception as exc:  # a malformed usage field is the app's business, not a crash
@@ -577,7 +725,7 @@ def _record_usage_of(call: _Call, result: Any) -> None:
         return
     if usage is None:
         return
-    _record_tokens(call.span, usage[0], usage[1], call.plan.model, call.graph)
+    _record_tokens(span, usage[0], usage[1], model, graph)
 
 
 def _record_tokens(span: Any, inp: int, out: int, model: str | None, graph: str | None) -> None:
@@ -636,64 +784,149 @@ def record_usage(
 
 
 def _sync_wrapper(plan: _Plan) -> Callable[..., Any]:
+    # Everything the call needs is read here, once; the call itself keeps its state in locals.
+    span_name = plan.span_name
+    span_attributes = plan.span_attributes
+    static_graph = plan.static_graph
+    node = plan.node
+    model = plan.model
+    capture_input = plan.capture_input
+    # A node inherits the graph from the context it runs in: setting the same value again would
+    # cost a set and a reset and change nothing.
+    sets_graph = static_graph is not None
+
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-        call = _begin_safely(plan, instance, args, kwargs)
-        if call is None:
+        try:
+            graph = static_graph if sets_graph else _get_graph()
+            start_ns = _time_ns()
+            span = get_tracer().start_span(
+                span_name,
+                attributes=span_attributes if graph is None else plan.attributes_for(graph),
+                start_time=start_ns,
+            )
+            if capture_input and span.is_recording():
+                span.set_attribute(
+                    "tinyllm.input", _capture_json(_bound_arguments(plan, instance, args, kwargs))
+                )
+            otel_token = _attach(_set_span_in_context(span))
+            node_token = _set_node(node)
+            graph_token = _set_graph(graph) if sets_graph else None
+            model_token = _set_model(model) if model is not None else None
+        except Exception as exc:
+            report_internal_error("observe_begin", exc)
             return wrapped(*args, **kwargs)
+        wants_debug = False
+        try:
+            if model is not None:
+                plan.children(graph).model_active.inc()
+            wants_debug = get_event_emitter().wants(_DEBUG)
+            if wants_debug:
+                _emit(plan, graph, "started", _DEBUG, None, None)
+        except Exception as exc:
+            report_internal_error("observe_begin", exc)
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
+            call = _Call(plan, span, start_ns, graph)
             _fail_safely(call, exc)
-            _detach_safely(call)
+            _reset_safely(otel_token, node_token, graph_token, model_token)
             raise
-        _finish_safely(call, result)
-        _detach_safely(call)
+        try:
+            _complete(plan, span, start_ns, graph, result, wants_debug)
+        except Exception as exc:
+            report_internal_error("observe_finish", exc)
+        try:
+            if model_token is not None:
+                _reset_model(model_token)
+            if graph_token is not None:
+                _reset_graph(graph_token)
+            _reset_node(node_token)
+            _detach_otel(otel_token)
+        except Exception as exc:
+            report_internal_error("observe_context", exc)
         return result
 
     return wrapper
 
 
 def _async_wrapper(plan: _Plan) -> Callable[..., Any]:
+    # The same as _sync_wrapper, with an await: a coroutine resumes in the Context it started
+    # in, so the tokens set before the await are reset in that same Context.
+    span_name = plan.span_name
+    span_attributes = plan.span_attributes
+    static_graph = plan.static_graph
+    node = plan.node
+    model = plan.model
+    capture_input = plan.capture_input
+    sets_graph = static_graph is not None
+
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-        call = _begin_safely(plan, instance, args, kwargs)
-        if call is None:
+        try:
+            graph = static_graph if sets_graph else _get_graph()
+            start_ns = _time_ns()
+            span = get_tracer().start_span(
+                span_name,
+                attributes=span_attributes if graph is None else plan.attributes_for(graph),
+                start_time=start_ns,
+            )
+            if capture_input and span.is_recording():
+                span.set_attribute(
+                    "tinyllm.input", _capture_json(_bound_arguments(plan, instance, args, kwargs))
+                )
+            otel_token = _attach(_set_span_in_context(span))
+            node_token = _set_node(node)
+            graph_token = _set_graph(graph) if sets_graph else None
+            model_token = _set_model(model) if model is not None else None
+        except Exception as exc:
+            report_internal_error("observe_begin", exc)
             return await wrapped(*args, **kwargs)
+        wants_debug = False
+        try:
+            if model is not None:
+                plan.children(graph).model_active.inc()
+            wants_debug = get_event_emitter().wants(_DEBUG)
+            if wants_debug:
+                _emit(plan, graph, "started", _DEBUG, None, None)
+        except Exception as exc:
+            report_internal_error("observe_begin", exc)
         try:
             result = await wrapped(*args, **kwargs)
         except BaseException as exc:
+            call = _Call(plan, span, start_ns, graph)
             _fail_safely(call, exc)
-            _detach_safely(call)
+            _reset_safely(otel_token, node_token, graph_token, model_token)
             raise
-        _finish_safely(call, result)
-        _detach_safely(call)
+        try:
+            _complete(plan, span, start_ns, graph, result, wants_debug)
+        except Exception as exc:
+            report_internal_error("observe_finish", exc)
+        try:
+            if model_token is not None:
+                _reset_model(model_token)
+            if graph_token is not None:
+                _reset_graph(graph_token)
+            _reset_node(node_token)
+            _detach_otel(otel_token)
+        except Exception as exc:
+            report_internal_error("observe_context", exc)
         return result
 
     return wrapper
 
 
-def _resume(call: _Call) -> None:
-    """Re-enter the call's context for one step of a stream."""
-    call.tokens = (
-        otel_context.attach(trace.set_span_in_context(call.span)),
-        CURRENT_NODE.set(call.plan.node),
-        CURRENT_GRAPH.set(call.graph),
-        CURRENT_MODEL.set(call.plan.model) if call.plan.model is not None else None,
-    )
-
-
-def _count_item(call: _Call) -> None:
-    if call.items == 0:
-        call.first_item_ns = time.time_ns()
-        if call.span.is_recording():
-            call.span.set_attribute(
-                "tinyllm.time_to_first_item_ms", (call.first_item_ns - call.start_ns) / 1e6
-            )
-    call.items += 1
+def _reset_safely(otel_token: Any, node_token: Any, graph_token: Any, model_token: Any) -> None:
+    try:
+        if model_token is not None:
+            _reset_model(model_token)
+        if graph_token is not None:
+            _reset_graph(graph_token)
+        _reset_node(node_token)
+        _detach_otel(otel_token)
+    except Exception as exc:
+        report_internal_error("observe_context", exc)
 
 
 def _end_stream(call: _Call, closed_early: bool) -> None:
-    if call.span.is_recording():
-        call.span.set_attribute("tinyllm.generator.items", call.items)
     _finish_safely(call, _NO_RESULT, closed_early)
 
 
@@ -708,7 +941,9 @@ def _observed_generator(
     plan: _Plan, wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict
 ) -> Any:
     # A generator of our own drives the user's, so that the span starts at the first next() and
-    # the context is attached only while the user's code runs: never across a yield.
+    # the context is attached only while the user's code runs: never across a yield. Each step
+    # attaches the Context made at the start and sets the node/graph/model variables; the steps
+    # are inlined here because they run once per item.
     call = _begin_safely(plan, instance, args, kwargs)
     if call is None:
         return (yield from wrapped(*args, **kwargs))
@@ -718,33 +953,55 @@ def _observed_generator(
         _fail_safely(call, exc)
         _detach_safely(call)
         raise
+    send = gen.send
+    node = plan.node
+    graph = call.graph
+    model = plan.model
+    context = call.context
     send_value: Any = None
     to_throw: BaseException | None = None
     first = True
     while True:
-        if not first:
-            _resume(call)
-        first = False
+        if first:
+            first = False
+            otel_token, node_token, graph_token, model_token = call.tokens
+        else:
+            otel_token = _attach(context)
+            node_token = _set_node(node)
+            graph_token = _set_graph(graph) if _get_graph() is not graph else None
+            model_token = _set_model(model) if model is not None else None
         try:
             if to_throw is not None:
                 exc_in, to_throw = to_throw, None
                 item = gen.throw(exc_in)
             else:
-                item = gen.send(send_value)
+                item = send(send_value)
         except StopIteration as stop:
+            call.tokens = (otel_token, node_token, graph_token, model_token)
             _end_stream(call, False)
             _detach_safely(call)
             return stop.value
         except BaseException as exc:
+            call.tokens = (otel_token, node_token, graph_token, model_token)
             _fail_safely(call, exc)
             _detach_safely(call)
             raise
-        _count_item(call)
-        _detach_safely(call)
+        if not call.items:
+            call.first_item_ns = _time_ns()
+        call.items += 1
+        try:
+            if model_token is not None:
+                _reset_model(model_token)
+            if graph_token is not None:
+                _reset_graph(graph_token)
+            _reset_node(node_token)
+            _detach_otel(otel_token)
+        except Exception as kit_exc:
+            report_internal_error("observe_context", kit_exc)
         try:
             send_value = yield item
         except GeneratorExit:
-            _resume(call)
+            _enter(call)
             try:
                 gen.close()
             except BaseException as exc:
@@ -775,33 +1032,55 @@ async def _observed_asyncgen(
         async for item in agen:
             yield item
         return
+    asend = agen.asend
+    node = plan.node
+    graph = call.graph
+    model = plan.model
+    context = call.context
     send_value: Any = None
     to_throw: BaseException | None = None
     first = True
     while True:
-        if not first:
-            _resume(call)
-        first = False
+        if first:
+            first = False
+            otel_token, node_token, graph_token, model_token = call.tokens
+        else:
+            otel_token = _attach(context)
+            node_token = _set_node(node)
+            graph_token = _set_graph(graph) if _get_graph() is not graph else None
+            model_token = _set_model(model) if model is not None else None
         try:
             if to_throw is not None:
                 exc_in, to_throw = to_throw, None
                 item = await agen.athrow(exc_in)
             else:
-                item = await agen.asend(send_value)
+                item = await asend(send_value)
         except StopAsyncIteration:
+            call.tokens = (otel_token, node_token, graph_token, model_token)
             _end_stream(call, False)
             _detach_safely(call)
             return
         except BaseException as exc:
+            call.tokens = (otel_token, node_token, graph_token, model_token)
             _fail_safely(call, exc)
             _detach_safely(call)
             raise
-        _count_item(call)
-        _detach_safely(call)
+        if not call.items:
+            call.first_item_ns = _time_ns()
+        call.items += 1
+        try:
+            if model_token is not None:
+                _reset_model(model_token)
+            if graph_token is not None:
+                _reset_graph(graph_token)
+            _reset_node(node_token)
+            _detach_otel(otel_token)
+        except Exception as kit_exc:
+            report_internal_error("observe_context", kit_exc)
         try:
             send_value = yield item
         except GeneratorExit:
-            _resume(call)
+            _enter(call)
             try:
                 await agen.aclose()
             except BaseException as exc:
@@ -826,6 +1105,10 @@ _WRAPPER_FACTORIES = {
 
 class ObservedFunction(wrapt.FunctionWrapper):
     """The object ``@observe`` returns: a descriptor-correct wrapt proxy of the user's callable."""
+
+    # wrapt looks this up on every binding of a subclass (obj.method); absent, the lookup raises
+    # and clears an AttributeError each time (~0.5 us). It is the type wrapt would use anyway.
+    __bound_function_wrapper__ = wrapt.BoundFunctionWrapper
 
     def __reduce_ex__(self, protocol: SupportsIndex) -> str:
         # Pickle by reference, as pickle does for a plain module-level function: the name resolves

@@ -1,0 +1,130 @@
+"""Print the overhead ratio table from one or more pytest-benchmark JSON files (one per run).
+
+    .venv/bin/python benchmarks/ratio_table.py .benchmarks/run-*.json [--markdown]
+
+Per run, each case's figure is its median ns per unit (per call; per item for generators) and
+its ratio is taken against its reference *of the same run*. Across runs the table shows the
+median of those per-run figures and, with more than one run, the spread (min-max of the ratios).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from cases import CASES, ITEMS, KINDS, REFERENCES  # noqa: E402
+
+#: Like-for-like references shown beside the target ones: the raw span with the same attributes,
+#: and the raw span sampled out by the same sampler as the kit's sampled-out calls.
+_LIKE_FOR_LIKE = {"observe": "otel_attrs", "observe_sampled_out": "otel_sampled_out"}
+
+
+Sample = dict[tuple[str, str], float]
+
+
+def load(paths: list[str]) -> list[list[Sample]]:
+    """Per file (one run): per round, each case's median ns per unit."""
+    runs = []
+    for path in paths:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        rounds: dict[int, Sample] = {}
+        for bench in data["benchmarks"]:
+            info = bench.get("extra_info") or {}
+            if "kind" not in info:
+                continue
+            per_call = info.get("per_call", 1)
+            sample = rounds.setdefault(info.get("round", 0), {})
+            sample[(info["kind"], info["case"])] = bench["stats"]["median"] * 1e9 / per_call
+        runs.append([rounds[r] for r in sorted(rounds)])
+    return runs
+
+
+def _run_ratio(run: list[Sample], kind: str, case: str, ref: str) -> float | None:
+    """One run's ratio: the median over its rounds of the ratio within each round."""
+    ratios = [
+        r[(kind, case)] / r[(kind, ref)] for r in run if (kind, case) in r and (kind, ref) in r
+    ]
+    return statistics.median(ratios) if ratios else None
+
+
+def _ratio_cell(
+    runs: list[list[Sample]], kind: str, case: str, ref: str
+) -> tuple[str, float | None]:
+    ratios = [x for x in (_run_ratio(run, kind, case, ref) for run in runs) if x is not None]
+    if not ratios:
+        return "", None
+    med = statistics.median(ratios)
+    if len(ratios) == 1:
+        return f"{med:.2f}", med
+    return f"{med:.2f} ({min(ratios):.2f}-{max(ratios):.2f})", med
+
+
+def table(runs: list[list[Sample]]) -> str:
+    lines = []
+    n = len(runs)
+    rounds = sum(len(run) for run in runs)
+    lines.append(
+        f"Overhead of @observe: median ns per call (generator: per item, {ITEMS} items per "
+        f"call) over {rounds} rounds in {n} run{'s' if n != 1 else ''}. A ratio is taken within "
+        "each round (the cases of a kind run seconds apart), its median over the rounds of a run "
+        "is that run's ratio; shown: the median of the runs' ratios (min-max across runs)."
+    )
+    lines.append("")
+    lines.append("| kind | case | ns | × reference | target | met | × like-for-like raw OTel |")
+    lines.append("|---|---|---:|---:|---:|:---:|---:|")
+    verdicts = []
+    for kind in KINDS:
+        for case, (_, label) in CASES.items():
+            values = [r[(kind, case)] for run in runs for r in run if (kind, case) in r]
+            if not values:
+                continue
+            ns = statistics.median(values)
+            ref_text = target_text = met = like = ""
+            if case in REFERENCES:
+                ref, target = REFERENCES[case]
+                cell, med = _ratio_cell(runs, kind, case, ref)
+                ref_text = f"{cell} of {ref}" if cell else ""
+                if target is not None and med is not None:
+                    target_text = f"≤ {target:.1f}"
+                    ok = med <= target
+                    met = "yes" if ok else "no"
+                    verdicts.append((kind, case, med, target, ok))
+            if case in _LIKE_FOR_LIKE:
+                cell, _ = _ratio_cell(runs, kind, case, _LIKE_FOR_LIKE[case])
+                like = f"{cell} of {_LIKE_FOR_LIKE[case]}" if cell else ""
+            lines.append(
+                f"| {kind} | {label} | {ns:,.0f} | {ref_text} | {target_text} | {met} | {like} |"
+            )
+    lines.append("")
+    missed = [v for v in verdicts if not v[4]]
+    lines.append(
+        f"Targets met: {len(verdicts) - len(missed)} of {len(verdicts)}"
+        + (
+            "; missed: " + ", ".join(f"{k}/{c} {m:.2f} > {t:.1f}" for k, c, m, t, _ in missed)
+            if missed
+            else ""
+        )
+    )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="+", help="pytest-benchmark --benchmark-json outputs")
+    args = parser.parse_args()
+    runs = [run for run in load(args.files) if run]
+    if not runs:
+        print("no benchmark results in " + ", ".join(args.files), file=sys.stderr)
+        return 1
+    print(table(runs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
