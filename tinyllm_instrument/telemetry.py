@@ -61,6 +61,7 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
+    ALWAYS_ON,
     ParentBased,
     Sampler,
     SamplingResult,
@@ -1106,13 +1107,23 @@ def configure_telemetry(config: TelemetryConfig | None = None, **overrides: Any)
         elif _STATE.owns_provider and _STATE.provider is not None:
             _swap_resource(_STATE.provider, resource)
         old = _STATE.processor.swap_exporting(processors)
-        _STATE.sampler.set(ParentBased(TraceIdRatioBased(config.sampling_rate)))
+        _STATE.sampler.set(_sampler_for(config.sampling_rate))
         _STATE.config = config
         _STATE.enabled = True
         if not _STATE.atexit_registered:
             atexit.register(shutdown_telemetry)
             _STATE.atexit_registered = True
     _shutdown_processors(old, config.shutdown_timeout)
+
+
+def _sampler_for(rate: float) -> Sampler:
+    """Parent-based sampling at ``rate``. The two ends use ALWAYS_ON / ALWAYS_OFF: the same
+    decisions as a ratio sampler, without hashing the trace id on every root span."""
+    if rate >= 1.0:
+        return ParentBased(ALWAYS_ON)
+    if rate <= 0.0:
+        return ParentBased(ALWAYS_OFF)
+    return ParentBased(TraceIdRatioBased(rate))
 
 
 def _disable(*, shutdown_extra: bool) -> tuple[SpanProcessor, ...]:
