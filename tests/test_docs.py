@@ -245,7 +245,10 @@ def apply_ports(text: str, ports: dict[int, int]) -> str:
 
 def skip_if_asked(block: Block) -> None:
     if "skip" in block.directives:
-        pytest.skip(f"{block.where}: {block.directives['skip'] or 'no reason given'}")
+        reason = block.directives["skip"]
+        if not reason:
+            pytest.fail(f"{block.where}: a skipped block must say why (<!-- skip: reason -->)")
+        pytest.skip(f"{block.where}: {reason}")
 
 
 def requested_ports(block: Block) -> dict[int, int]:

@@ -275,7 +275,7 @@ def test_promtool_accepts_the_exposition():
         "/usr/bin/promtool" if os.path.exists("/usr/bin/promtool") else None
     )
     if promtool is None:
-        pytest.skip("promtool not installed (Debian package prometheus; .ci/run installs it)")
+        pytest.fail("promtool not installed: install Debian's 'prometheus' package (.ci/run does)")
     c = MetricsCollector(max_cardinality=2)
     _record_everything(c)
     for i in range(5):
