@@ -414,3 +414,26 @@ def test_hanging_exporter_and_full_queue_never_stall_the_app(monkeypatch, on_que
     exported = collector.registry.get_sample_value("tinyllm_spans_exported_total", {}) or 0
     dropped = sum(_dropped(collector, r) for r in ("queue_full", "export_failed", "shutdown"))
     assert exported + dropped == calls  # delivered or counted, each span exactly once
+
+
+def test_huge_captured_payloads_are_never_rejected_by_the_collector():
+    from otlp_receivers import GrpcTraceReceiver
+
+    from tinyllm_instrument.telemetry import TelemetryConfig, configure_telemetry, flush_telemetry
+
+    @observe(node="huge", capture_input=True, capture_output=True)
+    def huge(prompt):
+        return {"text": prompt * 2}
+
+    with GrpcTraceReceiver() as receiver:
+        configure_telemetry(
+            TelemetryConfig(enable_tracing=True, exporter="otlp", otlp_endpoint=receiver.endpoint)
+        )
+        for _ in range(3):
+            huge("y" * 8_000_000)  # 8 MB in, 16 MB out: far over gRPC's 4 MB message limit
+        assert flush_telemetry(10)
+        spans = receiver.wait_for(3, timeout=10)
+    assert len(spans) == 3
+    for span in spans:
+        for key in ("tinyllm.input", "tinyllm.output"):
+            assert len(span.attributes[key].encode()) <= 4096

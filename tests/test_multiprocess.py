@@ -13,7 +13,9 @@ WORKERS = textwrap.dedent(
     """
     import os, sys, urllib.request
     from tinyllm_instrument import observe
-    from tinyllm_instrument.metrics import configure_metrics, mark_process_dead, start_metrics_server
+    from tinyllm_instrument.metrics import (
+        configure_metrics, mark_process_dead, start_metrics_server,
+    )
 
     configure_metrics(multiprocess_dir=sys.argv[1])
 

@@ -493,3 +493,27 @@ def test_a_bad_global_switch_is_one_clear_error(tmp_path):
         "Error: TINYLLM_INSTRUMENT_ENABLED='maybe' is not a boolean; "
         "use one of 1/0, true/false, yes/no, on/off"
     ]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("TINYLLM_INSTRUMENT_SAMPLING_RATE", "abc", "'abc' is not a valid float range"),
+        ("TINYLLM_INSTRUMENT_SAMPLING_RATE", "1.5", "1.5 is not in the range 0.0<=x<=1.0"),
+        ("TINYLLM_INSTRUMENT_METRICS_PORT", "http", "'http' is not a valid integer range"),
+        ("TINYLLM_INSTRUMENT_EXPORTER", "zipkin", "'zipkin' is not one of"),
+        ("TINYLLM_INSTRUMENT_OTLP_ENDPOINT", "notaurl", "is not a valid OTLP endpoint"),
+        ("TINYLLM_INSTRUMENT_LOG_FILE", "/proc/nope/x.log", "cannot open log_file"),
+    ],
+)
+def test_bad_environment_values_are_one_clear_line(tmp_path, variable, value, message):
+    script = tmp_path / "hello.py"
+    script.write_text("print('hello')\n")
+    env = dict(os.environ, **{variable: value})
+    result = subprocess.run(
+        [str(CLI), "run", str(script)], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: ") and message in line
+    assert "hello" not in result.stdout  # the program never ran
