@@ -676,8 +676,13 @@ def test_shell_block(block: Block, tmp_root: Path):
         (c, shown) for c, shown in shell_commands(block) if c.startswith("tinyllm-instrument")
     ]
     if not commands:
+        # Nothing here is checked: the doc must say why with <!-- skip: reason -->, or use a
+        # text block. A silent pass or skip would let such a block drift unseen.
         others = ", ".join(sorted({c.split()[0] for c, _ in shell_commands(block)})) or "nothing"
-        pytest.skip(f"{block.where}: no tinyllm-instrument command to run (it runs {others})")
+        pytest.fail(
+            f"{block.where}: a shell block with no tinyllm-instrument command (it runs {others}) "
+            "needs <!-- skip: reason --> or a text fence"
+        )
     ws = workspace(block.page, tmp_root)
     ports = requested_ports(block)
     setup = None
