@@ -117,7 +117,7 @@ class _GatedExporter(SpanExporter):
 @pytest.fixture
 def gated(monkeypatch: pytest.MonkeyPatch) -> Iterator[_GatedExporter]:
     exporter = _GatedExporter()
-    monkeypatch.setattr(telemetry, "_build_exporter", lambda config: exporter)
+    monkeypatch.setattr(telemetry.exporters, "_build_exporter", lambda config: exporter)
     yield exporter
     exporter.gate.set()
 
@@ -360,7 +360,7 @@ def test_under_pressure_every_span_is_delivered_or_counted_and_waiting_modes_los
 def test_a_full_queue_drops_and_counts_and_warns_once_per_interval(
     gated, collector, caplog, monkeypatch
 ):
-    monkeypatch.setattr(telemetry, "DROP_WARNING_INTERVAL", 3600.0)
+    monkeypatch.setattr(telemetry.pipeline, "DROP_WARNING_INTERVAL", 3600.0)
     configure_telemetry(
         TelemetryConfig(
             enable_tracing=True,
@@ -381,7 +381,7 @@ def test_a_full_queue_drops_and_counts_and_warns_once_per_interval(
 
         # Drops go on being counted, and are reported again once the interval has passed, with
         # everything since the last warning.
-        monkeypatch.setattr(telemetry, "DROP_WARNING_INTERVAL", 0.0)
+        monkeypatch.setattr(telemetry.pipeline, "DROP_WARNING_INTERVAL", 0.0)
         _spans(1)
         gated.gate.set()
         shutdown_telemetry()
@@ -523,7 +523,7 @@ def test_threads_racing_for_the_room_of_a_tiny_queue_lose_nothing_in_waiting_mod
     collector, monkeypatch, mode
 ):
     exporter = _SlowExporter()
-    monkeypatch.setattr(telemetry, "_build_exporter", lambda config: exporter)
+    monkeypatch.setattr(telemetry.exporters, "_build_exporter", lambda config: exporter)
     configure_telemetry(
         TelemetryConfig(
             enable_tracing=True,

@@ -364,7 +364,7 @@ def _pipeline_with(monkeypatch, exporter, **config):
 
     collector = MetricsCollector()
     set_metrics_collector(collector)
-    monkeypatch.setattr(telemetry, "_build_exporter", lambda cfg: exporter)
+    monkeypatch.setattr(telemetry.exporters, "_build_exporter", lambda cfg: exporter)
     telemetry.configure_telemetry(
         telemetry.TelemetryConfig(enable_tracing=True, exporter="console", **config)
     )

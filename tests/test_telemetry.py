@@ -782,7 +782,7 @@ def test_a_failing_processor_never_reaches_user_code(caplog):
 
 
 def test_a_failing_exporter_is_reported_not_raised(caplog, monkeypatch):
-    monkeypatch.setattr(telemetry, "_build_exporter", lambda config: _ExplodingExporter())
+    monkeypatch.setattr(telemetry.exporters, "_build_exporter", lambda config: _ExplodingExporter())
     configure_telemetry(TelemetryConfig(enable_tracing=True, exporter="console"))
     with caplog.at_level(logging.WARNING, logger="tinyllm_instrument"):
         with trace_span("exported_badly"):

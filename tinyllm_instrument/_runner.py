@@ -39,7 +39,7 @@ import wrapt
 
 from . import _config
 from ._context import CURRENT_GRAPH
-from ._errors import KIT_LOGGER_NAME
+from ._errors import KIT_LOGGER_NAME, Stage
 from .patching import (
     DEFINITION_HOOK_NAME,
     ENV_GRAPH,
@@ -299,7 +299,7 @@ def _popen_init(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs:
     except Exception as exc:  # propagation is a courtesy; the launch must happen regardless
         from ._errors import report_internal_error
 
-        report_internal_error("propagation", exc)
+        report_internal_error(Stage.PROPAGATION, exc)
     return wrapped(*args, **kwargs)
 
 
@@ -325,7 +325,7 @@ def _patch_spawn(spawn: Any) -> None:
         except Exception as exc:
             from ._errors import report_internal_error
 
-            report_internal_error("propagation", exc)
+            report_internal_error(Stage.PROPAGATION, exc)
         return data
 
     def prepare(data: dict[str, Any]) -> None:
@@ -337,7 +337,7 @@ def _patch_spawn(spawn: Any) -> None:
             except Exception as exc:
                 from ._errors import report_internal_error
 
-                report_internal_error("propagation", exc)
+                report_internal_error(Stage.PROPAGATION, exc)
 
     def fixup_main_from_path(main_path: str) -> None:
         current = sys.modules["__main__"]

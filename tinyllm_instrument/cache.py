@@ -9,7 +9,7 @@ from typing import Any, TypeVar, cast
 import wrapt
 
 from . import _config
-from ._errors import report_internal_error
+from ._errors import Stage, report_internal_error
 from .events import EventCategory, EventSeverity, emit_event, get_event_emitter
 from .metrics import get_metrics_collector
 
@@ -57,7 +57,7 @@ def _record(
                         data=data,
                     )  # fmt: skip
     except Exception as exc:
-        report_internal_error("cache_metrics", exc)
+        report_internal_error(Stage.CACHE_METRICS, exc)
 
 
 # --------------------------------------------------------------------------- mapping-like caches
@@ -123,7 +123,7 @@ def _instrument_lru(func: Any, cache_type: str) -> Any:
                 last[:] = [info.hits, info.misses]
             _record(cache_type, hits, misses, function=name)
         except Exception as exc:
-            report_internal_error("cache_metrics", exc)
+            report_internal_error(Stage.CACHE_METRICS, exc)
 
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         try:

@@ -14,7 +14,7 @@ from enum import Enum
 from typing import Any, Protocol, SupportsIndex, TypeVar
 
 from ._config import STATE as _STATE
-from ._errors import report_internal_error
+from ._errors import Stage, report_internal_error
 from .logging import get_logger, is_logging_configured
 from .metrics import MetricsCollector, get_metrics_collector
 from .redaction import get_redaction_policy
@@ -782,7 +782,7 @@ class EventEmitter:
                 try:
                     level = _handler_level(handler)
                 except Exception as exc:  # e.g. a bad min_severity appended directly
-                    report_internal_error("event_handler", exc)
+                    report_internal_error(Stage.EVENT_HANDLER, exc)
                     level = EventSeverity.DEBUG.level
                 plan.append((handler, level))
             self._plan = tuple(plan)
@@ -832,7 +832,7 @@ class EventEmitter:
                 try:
                     handler.handle(event)
                 except Exception as exc:
-                    report_internal_error("event_handler", exc)
+                    report_internal_error(Stage.EVENT_HANDLER, exc)
 
 
 _emitter: EventEmitter | None = None

@@ -21,7 +21,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from . import redaction as _redaction
 from ._context import CURRENT_GRAPH, CURRENT_NODE, NO_GRAPH
-from ._errors import report_internal_error
+from ._errors import Stage, report_internal_error
 
 __all__ = [
     "LOG_FORMATS",
@@ -81,7 +81,7 @@ def add_trace_context(logger: WrappedLogger, method_name: str, event_dict: Event
             event_dict["trace_id"] = format(ctx.trace_id, "032x")
             event_dict["span_id"] = format(ctx.span_id, "016x")
     except Exception as exc:  # a broken span implementation must not cost the line
-        report_internal_error("log_processor", exc)
+        report_internal_error(Stage.LOG_PROCESSOR, exc)
     return event_dict
 
 
@@ -118,7 +118,7 @@ def redact_event(logger: WrappedLogger, method_name: str, event_dict: EventDict)
                 out[key] = policy.redact(value, scan_objects=True)
         return out
     except Exception as exc:  # pragma: no cover - policy.redact is built not to raise
-        report_internal_error("log_redaction", exc)
+        report_internal_error(Stage.LOG_REDACTION, exc)
         kept: dict[str, Any] = {
             k: event_dict[k]
             for k in ("level", "timestamp", "logger", "app", "version")
@@ -176,11 +176,11 @@ class _Guarded:
         except structlog.DropEvent:
             raise
         except Exception as exc:
-            report_internal_error("log_processor", exc)
+            report_internal_error(Stage.LOG_PROCESSOR, exc)
             return event_dict
         if not isinstance(result, Mapping):
             report_internal_error(
-                "log_processor",
+                Stage.LOG_PROCESSOR,
                 TypeError(f"log processor {self.name} returned {type(result).__name__}, not dict"),
             )
             return event_dict
@@ -242,7 +242,7 @@ class _LogSampler:
         try:
             ok = self._passes_rate(event)
         except Exception as exc:  # keep the line rather than lose it to a sampler bug
-            report_internal_error("log_sampling", exc)
+            report_internal_error(Stage.LOG_SAMPLING, exc)
             ok = True
         with self._lock:
             self.seen += 1

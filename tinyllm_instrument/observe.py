@@ -18,7 +18,7 @@ from opentelemetry.trace import NonRecordingSpan, Status, StatusCode
 
 from . import _config
 from ._context import CURRENT_GRAPH, CURRENT_MODEL, CURRENT_NODE, NO_GRAPH
-from ._errors import report_internal_error
+from ._errors import Stage, report_internal_error
 from .events import EventCategory, EventSeverity, emit_event, get_event_emitter
 from .metrics import get_metrics_collector
 from .redaction import get_redaction_policy
@@ -369,7 +369,7 @@ def _safe_repr(value: Any) -> str:
     try:
         return str(value)
     except Exception as exc:
-        report_internal_error("attribute", exc)
+        report_internal_error(Stage.ATTRIBUTE, exc)
         return f"<unprintable {type(value).__name__}>"
 
 
@@ -381,7 +381,7 @@ def _capture_json(value: Any) -> str:
             get_redaction_policy().redact(value), default=_safe_repr, ensure_ascii=False
         )
     except Exception as exc:  # a value json cannot walk (cycles, ...)
-        report_internal_error("capture", exc)
+        report_internal_error(Stage.CAPTURE, exc)
         text = json.dumps(_safe_repr(value))
     if len(text.encode("utf-8")) <= budget:
         return text
@@ -507,7 +507,7 @@ def _begin(plan: _Plan, instance: Any, args: tuple, kwargs: dict) -> _Call:
         if get_event_emitter().wants(_DEBUG):
             _emit(plan, graph, "started", _DEBUG, None, None)
     except Exception as exc:
-        report_internal_error("observe_begin", exc)
+        report_internal_error(Stage.OBSERVE_BEGIN, exc)
     return call
 
 
@@ -649,28 +649,28 @@ def _finish_safely(call: _Call, result: Any, closed_early: bool = False) -> None
     try:
         _finish(call, result, closed_early=closed_early)
     except Exception as exc:
-        report_internal_error("observe_finish", exc)
+        report_internal_error(Stage.OBSERVE_FINISH, exc)
 
 
 def _fail_safely(call: _Call, exc: BaseException) -> None:
     try:
         _fail(call, exc)
     except Exception as kit_exc:
-        report_internal_error("observe_fail", kit_exc)
+        report_internal_error(Stage.OBSERVE_FAIL, kit_exc)
 
 
 def _detach_safely(call: _Call) -> None:
     try:
         _detach(call)
     except Exception as exc:
-        report_internal_error("observe_context", exc)
+        report_internal_error(Stage.OBSERVE_CONTEXT, exc)
 
 
 def _begin_safely(plan: _Plan, instance: Any, args: tuple, kwargs: dict) -> _Call | None:
     try:
         return _begin(plan, instance, args, kwargs)
     except Exception as exc:
-        report_internal_error("observe_begin", exc)
+        report_internal_error(Stage.OBSERVE_BEGIN, exc)
         return None
 
 
@@ -721,7 +721,7 @@ def _record_usage_of(span: Any, model: str | None, graph: str | None, result: An
     try:
         usage = _usage_of(result)
     except Exception as exc:  # a malformed usage field is the app's business, not a crash
-        report_internal_error("usage", exc)
+        report_internal_error(Stage.USAGE, exc)
         return
     if usage is None:
         return
@@ -775,7 +775,7 @@ def record_usage(
             CURRENT_GRAPH.get(),
         )
     except Exception as exc:
-        report_internal_error("usage", exc)
+        report_internal_error(Stage.USAGE, exc)
 
 
 # --------------------------------------------------------------------------------------------
@@ -813,7 +813,7 @@ def _sync_wrapper(plan: _Plan) -> Callable[..., Any]:
             graph_token = _set_graph(graph) if sets_graph else None
             model_token = _set_model(model) if model is not None else None
         except Exception as exc:
-            report_internal_error("observe_begin", exc)
+            report_internal_error(Stage.OBSERVE_BEGIN, exc)
             return wrapped(*args, **kwargs)
         wants_debug = False
         try:
@@ -823,7 +823,7 @@ def _sync_wrapper(plan: _Plan) -> Callable[..., Any]:
             if wants_debug:
                 _emit(plan, graph, "started", _DEBUG, None, None)
         except Exception as exc:
-            report_internal_error("observe_begin", exc)
+            report_internal_error(Stage.OBSERVE_BEGIN, exc)
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
@@ -834,7 +834,7 @@ def _sync_wrapper(plan: _Plan) -> Callable[..., Any]:
         try:
             _complete(plan, span, start_ns, graph, result, wants_debug)
         except Exception as exc:
-            report_internal_error("observe_finish", exc)
+            report_internal_error(Stage.OBSERVE_FINISH, exc)
         try:
             if model_token is not None:
                 _reset_model(model_token)
@@ -843,7 +843,7 @@ def _sync_wrapper(plan: _Plan) -> Callable[..., Any]:
             _reset_node(node_token)
             _detach_otel(otel_token)
         except Exception as exc:
-            report_internal_error("observe_context", exc)
+            report_internal_error(Stage.OBSERVE_CONTEXT, exc)
         return result
 
     return wrapper
@@ -878,7 +878,7 @@ def _async_wrapper(plan: _Plan) -> Callable[..., Any]:
             graph_token = _set_graph(graph) if sets_graph else None
             model_token = _set_model(model) if model is not None else None
         except Exception as exc:
-            report_internal_error("observe_begin", exc)
+            report_internal_error(Stage.OBSERVE_BEGIN, exc)
             return await wrapped(*args, **kwargs)
         wants_debug = False
         try:
@@ -888,7 +888,7 @@ def _async_wrapper(plan: _Plan) -> Callable[..., Any]:
             if wants_debug:
                 _emit(plan, graph, "started", _DEBUG, None, None)
         except Exception as exc:
-            report_internal_error("observe_begin", exc)
+            report_internal_error(Stage.OBSERVE_BEGIN, exc)
         try:
             result = await wrapped(*args, **kwargs)
         except BaseException as exc:
@@ -899,7 +899,7 @@ def _async_wrapper(plan: _Plan) -> Callable[..., Any]:
         try:
             _complete(plan, span, start_ns, graph, result, wants_debug)
         except Exception as exc:
-            report_internal_error("observe_finish", exc)
+            report_internal_error(Stage.OBSERVE_FINISH, exc)
         try:
             if model_token is not None:
                 _reset_model(model_token)
@@ -908,7 +908,7 @@ def _async_wrapper(plan: _Plan) -> Callable[..., Any]:
             _reset_node(node_token)
             _detach_otel(otel_token)
         except Exception as exc:
-            report_internal_error("observe_context", exc)
+            report_internal_error(Stage.OBSERVE_CONTEXT, exc)
         return result
 
     return wrapper
@@ -923,7 +923,7 @@ def _reset_safely(otel_token: Any, node_token: Any, graph_token: Any, model_toke
         _reset_node(node_token)
         _detach_otel(otel_token)
     except Exception as exc:
-        report_internal_error("observe_context", exc)
+        report_internal_error(Stage.OBSERVE_CONTEXT, exc)
 
 
 def _end_stream(call: _Call, closed_early: bool) -> None:
@@ -997,7 +997,7 @@ def _observed_generator(
             _reset_node(node_token)
             _detach_otel(otel_token)
         except Exception as kit_exc:
-            report_internal_error("observe_context", kit_exc)
+            report_internal_error(Stage.OBSERVE_CONTEXT, kit_exc)
         try:
             send_value = yield item
         except GeneratorExit:
@@ -1076,7 +1076,7 @@ async def _observed_asyncgen(
             _reset_node(node_token)
             _detach_otel(otel_token)
         except Exception as kit_exc:
-            report_internal_error("observe_context", kit_exc)
+            report_internal_error(Stage.OBSERVE_CONTEXT, kit_exc)
         try:
             send_value = yield item
         except GeneratorExit:

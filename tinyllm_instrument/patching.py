@@ -49,7 +49,7 @@ from wrapt.importer import ImportHookFinder
 
 from . import _config
 from ._context import CURRENT_GRAPH
-from ._errors import KIT_LOGGER_NAME, report_internal_error
+from ._errors import KIT_LOGGER_NAME, Stage, report_internal_error
 from .observe import ObservedFunction, _is_observed, observe
 
 __all__ = [
@@ -411,7 +411,7 @@ def _apply(pattern: TargetPattern, module: ModuleType) -> None:
                 _STATE.patches[key] = patch
                 _record_match(pattern, label)
         except Exception as exc:  # a module we cannot introspect must not break its import
-            report_internal_error("instrument", exc)
+            report_internal_error(Stage.INSTRUMENT, exc)
 
 
 class _SubmoduleFinder(importlib.abc.MetaPathFinder):
@@ -563,7 +563,7 @@ def _restore(patch: _Patch) -> None:
         if vars(owner).get(patch.attr) is patch.wrapper:
             setattr(owner, patch.attr, patch.original)
     except Exception as exc:
-        report_internal_error("uninstrument", exc)
+        report_internal_error(Stage.UNINSTRUMENT, exc)
 
 
 # --------------------------------------------------------------------------------------------
@@ -704,7 +704,7 @@ def definition_hook(namespace: dict[str, Any]) -> Callable[[str, str], Callable[
                     _STATE.patches[(id(namespace), qualname)] = patch
                     return patch.wrapper
             except Exception as exc:
-                report_internal_error("instrument", exc)
+                report_internal_error(Stage.INSTRUMENT, exc)
                 return obj
 
         return decorate

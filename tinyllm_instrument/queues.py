@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from . import _config
-from ._errors import report_internal_error
+from ._errors import Stage, report_internal_error
 from .metrics import _label_value, get_metrics_collector
 
 __all__ = ["DEFAULT_PRIORITY", "default_priority_of", "observe_queue", "unobserve_queue"]
@@ -110,7 +110,7 @@ class _QueueObserver:
         try:
             return _label(self.priority_of(item))
         except Exception as exc:  # a user's priority_of must not break the queue
-            report_internal_error("queue_priority", exc)
+            report_internal_error(Stage.QUEUE_PRIORITY, exc)
             return DEFAULT_PRIORITY
 
     def forget_all(self) -> None:
@@ -229,14 +229,14 @@ def observe_queue(
         try:
             observer.on_put(item, was_empty)
         except Exception as exc:
-            report_internal_error("queue_metrics", exc)
+            report_internal_error(Stage.QUEUE_METRICS, exc)
 
     def _get() -> Any:
         item = get(ref())
         try:
             observer.on_get(item, not container)
         except Exception as exc:
-            report_internal_error("queue_metrics", exc)
+            report_internal_error(Stage.QUEUE_METRICS, exc)
         return item
 
     def _count_existing() -> None:
@@ -265,7 +265,7 @@ def _forget(observer: _QueueObserver) -> None:
         for priority in list(observer.counts):
             _publish_size(priority)
     except Exception as exc:  # runs from the garbage collector: never raise there
-        report_internal_error("queue_metrics", exc)
+        report_internal_error(Stage.QUEUE_METRICS, exc)
 
 
 def unobserve_queue(queue: object) -> bool:

@@ -15,6 +15,8 @@ __all__ = [
     "configure_redaction",
     "get_redaction_policy",
     "reset_redaction",
+    "safe_str",
+    "safe_text",
     "split_key_words",
 ]
 
@@ -453,6 +455,38 @@ class RedactionPolicy:
             red = self.redact_text(text)
             return value if red == text else red
         return value
+
+
+def safe_str(value: object) -> str:
+    """``str(value)`` that never raises; the one safe ``str()`` of a user object in the kit.
+
+    An object whose ``__str__`` raises (or returns a non-string) becomes ``"<unprintable T>"``:
+    it can be neither checked for secrets nor rendered. The text is *not* redacted; use
+    :func:`safe_text` for anything that reaches a sink.
+
+    Example:
+        >>> safe_str(ValueError("boom"))
+        'boom'
+    """
+    try:
+        text = str(value)
+    except Exception:
+        return f"<unprintable {type(value).__name__}>"
+    if type(text) is not str:  # a str subclass may carry its own __str__; keep the characters
+        text = (
+            str.__str__(text) if isinstance(text, str) else f"<unprintable {type(value).__name__}>"
+        )
+    return text
+
+
+def safe_text(value: object) -> str:
+    """``str(value)`` with the process-wide policy applied: what any sink may show of an object.
+
+    Example:
+        >>> safe_text(ValueError("bad key sk-proj-abcdefghijklmnopqrstuvwx"))
+        'bad key [REDACTED]'
+    """
+    return get_redaction_policy().redact_text(safe_str(value))
 
 
 def _sub_user(pat: re.Pattern[str], text: str) -> str:
