@@ -510,14 +510,14 @@ class OpenAIServer(_ProviderServer):
     # -- chat completions and legacy completions -----------------------------------------------
 
     def _chat(self, body: _JSON) -> _Answer:
-        head = {"id": self.next_id("chatcmpl-"), "created": int(time.time()),
-                "model": self.model_for(body), "system_fingerprint": "fp_test"}  # fmt: skip
+        head: _JSON = {"id": self.next_id("chatcmpl-"), "created": int(time.time()),
+                       "model": self.model_for(body), "system_fingerprint": "fp_test"}  # fmt: skip
         if not body.get("stream"):
-            message = {"role": "assistant", "content": self.reply, "refusal": None,
-                       "annotations": []}  # fmt: skip
-            choice = {"index": 0, "message": message, "logprobs": None,
-                      "finish_reason": self.finish_reason}  # fmt: skip
-            return {**head, "object": "chat.completion", "choices": [choice],
+            message: _JSON = {"role": "assistant", "content": self.reply, "refusal": None,
+                              "annotations": []}  # fmt: skip
+            answer: _JSON = {"index": 0, "message": message, "logprobs": None,
+                             "finish_reason": self.finish_reason}  # fmt: skip
+            return {**head, "object": "chat.completion", "choices": [answer],
                     "usage": self._completion_usage(), "service_tier": "default"}  # fmt: skip
 
         def choice(delta: _JSON, finish: str | None = None) -> _JSON:
