@@ -1,15 +1,22 @@
-"""The test peers themselves: the official SDKs against the local provider servers."""
+"""The test peers themselves: the official SDKs against the local provider servers, and Phoenix."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import uuid
 from typing import Any
 
 import anthropic
 import openai
 import pytest
 from llm_servers import AnthropicServer, OpenAIServer
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from phoenix_server import PhoenixServer
 
 USER = [{"role": "user", "content": "How long do refunds take?"}]
 REPLY = "Refunds take five days."
@@ -402,3 +409,39 @@ def test_an_unknown_path_is_the_providers_404(openai_server):
         with pytest.raises(openai.NotFoundError):
             client.models.list()
     assert openai_server.requests[0].path == "/v1/models"
+
+
+# -- Phoenix ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_phoenix_receives_an_llm_span_over_otlp_http_and_serves_it_over_rest(
+    phoenix: PhoenixServer,
+):
+    project = f"infra-smoke-{uuid.uuid4().hex[:8]}"
+    provider = TracerProvider(resource=Resource.create({"openinference.project.name": project}))
+    provider.add_span_processor(
+        SimpleSpanProcessor(OTLPSpanExporter(endpoint=phoenix.otlp_http_endpoint, timeout=10))
+    )
+    attributes: dict[str, Any] = {
+        "openinference.span.kind": "LLM",
+        "llm.token_count.prompt": 12,
+        "llm.token_count.completion": 5,
+        "session.id": "s1",
+    }
+    tracer = provider.get_tracer("infra-smoke")
+    with tracer.start_as_current_span("chat gpt-4o-mini", attributes=attributes) as span:
+        trace_id = format(span.get_span_context().trace_id, "032x")
+    provider.shutdown()
+
+    [received] = phoenix.wait_for_spans(project, count=1, timeout=60)
+    print("Phoenix REST span:", json.dumps(received, indent=2))
+    assert received["name"] == "chat gpt-4o-mini"
+    assert received["context"]["trace_id"] == trace_id
+    assert received["span_kind"] == "LLM"
+    assert received["attributes"]["llm.token_count.prompt"] == 12
+    assert received["attributes"]["llm.token_count.completion"] == 5
+    assert received["attributes"]["session.id"] == "s1"
+    # The endpoint's own filters work too: by kind and by attribute.
+    assert phoenix.spans(project, span_kind=["LLM"], attribute=["session.id:s1"]) == [received]
+    assert phoenix.spans(project, span_kind=["CHAIN"]) == []
