@@ -55,4 +55,4 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy tinyllm_instrument
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info tests/.cache

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 
 import pytest
+from llm_servers import anthropic_server, openai_server  # noqa: F401 - fixtures for every module
+from phoenix_server import phoenix  # noqa: F401 - fixture for every module
 from prometheus_client import CollectorRegistry
 
 from tinyllm_instrument import _config, _errors
