@@ -33,7 +33,8 @@ from typing import Any, TypeVar
 
 from . import _config
 from ._errors import Stage, report_internal_error
-from .metrics import _label_value, get_metrics_collector
+from .metrics import get_metrics_collector
+from .metrics.guard import label_value
 
 __all__ = ["DEFAULT_PRIORITY", "default_priority_of", "observe_queue", "unobserve_queue"]
 
@@ -89,7 +90,7 @@ def _publish_size(priority: str) -> None:
 def _label(priority: object) -> str:
     # The same conversion as the cardinality guard's, so that counts kept per priority use the
     # key the metric will show (1 and "1" are one series).
-    return _label_value(priority)
+    return label_value(priority)
 
 
 class _QueueObserver:
