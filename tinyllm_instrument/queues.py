@@ -76,7 +76,9 @@ def _no_priority(item: object) -> object:
 
 # Totals per priority over every observed queue, so the gauge shows the process's backlog.
 _observers: weakref.WeakSet[_QueueObserver] = weakref.WeakSet()
-_totals_lock = threading.Lock()
+# Re-entrant: a signal handler that puts into an observed queue runs in the thread it
+# interrupted, possibly while that thread sums the totals here.
+_totals_lock = threading.RLock()
 
 
 def _publish_size(priority: str) -> None:
