@@ -34,6 +34,8 @@ from tinyllm_instrument.metrics import (
 )
 from tinyllm_instrument.telemetry import TelemetryConfig, configure_telemetry
 
+NOTHING_CHECKED = "Health: nothing checked; pass --otlp-endpoint / --metrics-url / --log-file"
+CLI_ONLY = "  Source: this CLI process, not your app"
 SECTIONS = [
     "Metrics System:",
     "Cardinality Stats:",
@@ -145,6 +147,33 @@ def test_inspect_shows_every_section_in_the_guides_order(collector):
     assert "  Handlers: LogEventHandler (info+), MetricEventHandler (info+)\n" in result.stdout
 
 
+def test_inspect_says_each_section_shows_this_cli_process_not_the_app(collector):
+    blocks = run("debug", "inspect").stdout.split("\n\n")
+    assert [block.splitlines()[:2] for block in blocks] == [
+        ["Metrics System:", CLI_ONLY + " (pass --metrics-url to read your app's /metrics)"],
+        ["Cardinality Stats:", CLI_ONLY],
+        ["Per-Metric Cardinality:", CLI_ONLY],
+        ["Event System:", CLI_ONLY],
+        ["Telemetry System:", CLI_ONLY],
+        ["Logging System:", CLI_ONLY],
+    ]
+
+
+def test_inspect_with_metrics_url_says_only_the_other_sections_are_this_process(
+    collector, app_metrics
+):
+    _, url = app_metrics
+    out = run("debug", "inspect", "--metrics-url", url).stdout
+    blocks = {b.splitlines()[0]: b.splitlines()[1:] for b in out.split("\n\n")}
+    for section in ("Metrics System:", "Cardinality Stats:", "Per-Metric Cardinality:"):
+        assert not any("Source:" in line for line in blocks[section]), section
+    for section in ("Event System:", "Telemetry System:", "Logging System:"):
+        assert blocks[section][0] == CLI_ONLY
+    report = json.loads(run("debug", "inspect", "--json", "--metrics-url", url).stdout)
+    assert report["metrics"]["source"] == url
+    assert report["events"]["source"] == "cli process"
+
+
 def test_inspect_lists_every_family_of_the_collector_with_its_cardinality(registry):
     collector = MetricsCollector(max_cardinality=1, registry=registry)
     set_metrics_collector(collector)
@@ -219,12 +248,12 @@ def test_inspect_reports_configured_telemetry_logging_and_events(collector, tmp_
     get_event_emitter().add_handler(BufferedEventHandler(min_severity="debug"))
     out = run("debug", "inspect").stdout
     assert (
-        "Telemetry System:\n  Enabled: True\n  Service: qa-bot\n  Exporter: otlp\n"
+        f"Telemetry System:\n{CLI_ONLY}\n  Enabled: True\n  Service: qa-bot\n  Exporter: otlp\n"
         "  Endpoint: http://127.0.0.1:4318/v1/traces (http/protobuf)\n  Sampling rate: 0.25\n"
     ) in out
     processors = len(kit_logging.get_logging_info()["processors"])
     assert (
-        f"Logging System:\n  Configured: True\n  Format: json\n  Level: WARNING\n"
+        f"Logging System:\n{CLI_ONLY}\n  Configured: True\n  Format: json\n  Level: WARNING\n"
         f"  File: {log_file}\n  Processors: {processors}\n"
         "  Sampling: 0 seen, 0 kept, 0 dropped"
     ) in out
@@ -293,7 +322,8 @@ def test_inspect_as_a_subprocess_prints_json_only():
     report = json.loads(out.stdout)
     assert report["metrics"]["total_metrics"] == len(MetricsCollector().metrics)
     assert report["events"]["enabled"] is True
-    assert report["telemetry"] == {"enabled": False, "configured": False}
+    assert report["telemetry"] == {"source": "cli process", "enabled": False, "configured": False}
+    assert {section["source"] for section in report.values()} == {"cli process"}
     assert report["logs"]["configured"] is False
 
 
@@ -489,27 +519,42 @@ def health_both(*args: str, env: dict[str, str] | None = None):
     human = run("health", *args, env=env)
     machine = run("health", "--json", *args, env=env)
     report = json.loads(machine.stdout)
-    assert human.exit_code == machine.exit_code == (0 if report["healthy"] else 1)
+    codes = {"healthy": 0, "unhealthy": 1, "nothing_checked": 2}
+    assert human.exit_code == machine.exit_code == codes[report["status"]]
+    assert report["healthy"] is (report["status"] == "healthy")
     assert human_statuses(human.stdout) == {n: c["status"] for n, c in report["checks"].items()}
-    assert human.stdout.splitlines()[0] == (
-        "Health: healthy" if report["healthy"] else "Health: UNHEALTHY"
+    assert (
+        human.stdout.splitlines()[0]
+        == {
+            "healthy": "Health: healthy",
+            "unhealthy": "Health: UNHEALTHY",
+            "nothing_checked": NOTHING_CHECKED,
+        }[report["status"]]
     )
     return human.exit_code, report, human.stdout
 
 
-def test_health_with_nothing_to_check_is_healthy_and_says_what_was_skipped(monkeypatch):
+def test_health_with_nothing_to_check_does_not_claim_healthy(monkeypatch):
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
     code, report, human = health_both()
-    assert code == 0
-    assert {n: c["status"] for n, c in report["checks"].items()} == {
-        "otlp": "skipped",
-        "metrics": "skipped",
-        "log_file": "skipped",
-        "events": "ok",
-    }
-    assert report["checks"]["events"]["detail"] == (
-        "emitter enabled, handlers: LogEventHandler, MetricEventHandler"
+    assert code == 2
+    assert report["status"] == "nothing_checked" and report["healthy"] is False
+    assert human == (
+        "Health: nothing checked; pass --otlp-endpoint / --metrics-url / --log-file\n"
+        "  skipped  otlp      no endpoint: pass --otlp-endpoint or set "
+        "OTEL_EXPORTER_OTLP_ENDPOINT\n"
+        "  skipped  metrics   no --metrics-url given\n"
+        "  skipped  log_file  no --log-file given\n"
+        "  ok       events    this CLI process, not your app: emitter enabled, handlers: "
+        "LogEventHandler, MetricEventHandler\n"
     )
+    assert "healthy" not in human.replace("unhealthy", "")
+
+
+def test_health_with_nothing_to_check_but_a_failure_is_unhealthy():
+    tinyllm_instrument.configure(enabled=False)
+    code, report, _ = health_both()
+    assert (code, report["status"]) == (1, "unhealthy")
 
 
 @pytest.mark.parametrize(
@@ -635,7 +680,9 @@ def test_health_emitter_disabled_or_kit_off_is_unhealthy():
     get_event_emitter().disable()
     code, report, _ = health_both()
     assert code == 1
-    assert report["checks"]["events"]["detail"] == "the process-wide event emitter is disabled"
+    assert report["checks"]["events"]["detail"] == (
+        "this CLI process, not your app: the process-wide event emitter is disabled"
+    )
     get_event_emitter().enable()
     get_event_emitter().handlers = []
     code, report, _ = health_both()
@@ -643,7 +690,9 @@ def test_health_emitter_disabled_or_kit_off_is_unhealthy():
     tinyllm_instrument.configure(enabled=False)
     code, report, _ = health_both()
     assert code == 1
-    assert report["checks"]["events"]["detail"].startswith("the kit is switched off")
+    assert report["checks"]["events"]["detail"].startswith(
+        "this CLI process, not your app: the kit is switched off"
+    )
 
 
 def test_health_bad_timeout_is_a_usage_error():
@@ -661,7 +710,7 @@ def test_health_as_a_subprocess(app_metrics, tmp_path):
         )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     report = json.loads(out.stdout)
-    assert report["healthy"] is True
+    assert report["healthy"] is True and report["status"] == "healthy"
     assert {c["status"] for c in report["checks"].values()} == {"ok"}
     down = run_subprocess("health", "--metrics-url", "http://127.0.0.1:1/metrics")
     assert down.returncode == 1
@@ -686,7 +735,8 @@ def test_cache_stats_memory_reads_the_process_collector(collector):
     result = run("cache-stats", "--backend", "memory")
     assert result.exit_code == 0
     assert result.stdout == (
-        "Kit counters (tinyllm_cache_hits_total / tinyllm_cache_misses_total, from this process):\n"
+        "Kit counters (tinyllm_cache_hits_total / tinyllm_cache_misses_total, "
+        "from this CLI process, not your app):\n"
         "  cache_type      hits    misses  hit rate\n"
         "  embeddings         0         1      0.0%\n"
         "  memory             3         1     75.0%\n"
@@ -694,7 +744,7 @@ def test_cache_stats_memory_reads_the_process_collector(collector):
     report = json.loads(run("cache-stats", "--json").stdout)
     assert report == {
         "backend": "memory",
-        "source": "this process",
+        "source": "cli process",
         "caches": {
             "embeddings": {"hits": 0, "misses": 1, "hit_rate": 0.0},
             "memory": {"hits": 3, "misses": 1, "hit_rate": 0.75},
@@ -765,7 +815,7 @@ def test_cache_stats_redis_shows_the_servers_and_the_kits_counts(collector, redi
     assert version.count(".") == 2
     assert report == {
         "backend": "redis",
-        "source": "this process",
+        "source": "cli process",
         "redis": {
             "host": redis_server.host,
             "port": redis_server.port,
@@ -880,9 +930,11 @@ def test_metrics_command_port_in_use_is_one_line():
         sock.bind(("127.0.0.1", 0))
         sock.listen(1)
         port = sock.getsockname()[1]
-        line = one_clear_line(run("metrics", "--port", str(port)))
-    assert line.startswith(f"Error: cannot serve metrics on 127.0.0.1:{port}: ")
-    assert "[Errno" not in line
+        line = one_clear_line(run("metrics", "--port", str(port)), code=2)
+    assert line == (
+        f"Error: cannot serve metrics on 127.0.0.1:{port}: the port is in use; pass another "
+        f"(--port {port + 1}, or --port 0 for any free one) or stop the process that holds it"
+    )
 
 
 def test_metrics_command_port_out_of_range_is_a_usage_error():
@@ -920,3 +972,34 @@ def test_process_collector_is_untouched_by_read_only_commands(collector):
     run("health")
     assert get_metrics_collector() is collector
     assert collector.get_cardinality_stats()["total_label_combinations"] == 0
+
+
+# =========================================================================== a bad global switch
+
+BAD_SWITCH_LINE = (
+    "tinyllm_instrument: TINYLLM_INSTRUMENT_ENABLED='maybe' is not a boolean; "
+    "use one of 1/0, true/false, yes/no, on/off (until then the kit stays on)"
+)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("debug", "inspect", "--json", "--component", "events"),
+        ("cache-stats", "--json"),
+        ("health", "--json", "--log-file", "app.log"),
+    ],
+    ids=["inspect", "cache-stats", "health"],
+)
+def test_a_bad_switch_is_one_warning_line_for_commands_other_than_run(args, tmp_path):
+    out = subprocess.run(
+        [console_script(), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "TINYLLM_INSTRUMENT_ENABLED": "maybe"},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.splitlines() == [BAD_SWITCH_LINE]
+    json.loads(out.stdout)  # stdout is still the JSON alone

@@ -3,6 +3,10 @@ and never echoes a secret value back."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from tinyllm_instrument.logging import configure_log_sampling, configure_logging
@@ -67,3 +71,56 @@ def test_unwritable_log_path_is_one_clear_error(tmp_path):
     with pytest.raises((ValueError, OSError)) as info:
         configure_logging(log_format="json", log_file=str(blocker / "app.log"))
     assert str(blocker / "app.log") in str(info.value)
+
+
+# --- a bad global switch in a program that only imports the kit -----------------------------
+
+BAD_SWITCH_LINE = (
+    "tinyllm_instrument: TINYLLM_INSTRUMENT_ENABLED='maybe' is not a boolean; "
+    "use one of 1/0, true/false, yes/no, on/off (until then the kit stays on)"
+)
+# Imports every pillar, decorates and calls, then reports what the import set up.
+IMPORT_ONLY = """
+import logging
+import tinyllm_instrument
+from tinyllm_instrument import events, logging as kit_logging, metrics, observe, telemetry
+
+@observe(node="n")
+def f(x):
+    return x + 1
+
+f(1)
+print(tinyllm_instrument.is_enabled(), len(logging.getLogger().handlers),
+      len(logging.getLogger("tinyllm_instrument").handlers))
+"""
+
+
+@pytest.mark.parametrize("flags", [[], ["-W", "error"]], ids=["plain", "W-error"])
+def test_a_bad_switch_in_an_importing_program_is_one_line_on_stderr_once(flags):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TINYLLM_INSTRUMENT_")}
+    env["TINYLLM_INSTRUMENT_ENABLED"] = "maybe"
+    out = subprocess.run(
+        [sys.executable, *flags, "-c", IMPORT_ONLY],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.splitlines() == [BAD_SWITCH_LINE]
+    # Still on, as before, and the import added no logging handler anywhere.
+    assert out.stdout == "True 0 0\n"
+
+
+def test_a_good_or_unset_switch_prints_nothing_at_import():
+    for value in ("off", "1", ""):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TINYLLM_INSTRUMENT_")}
+        env["TINYLLM_INSTRUMENT_ENABLED"] = value
+        out = subprocess.run(
+            [sys.executable, "-W", "error", "-c", "import tinyllm_instrument"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert (out.returncode, out.stderr) == (0, ""), value

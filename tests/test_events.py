@@ -759,6 +759,38 @@ def test_wants_follows_a_changed_min_severity():
     assert not emitter.wants("info")
 
 
+def test_one_handler_in_two_emitters_changes_its_min_severity_for_both():
+    shared = Recorder(min_severity="error")
+    first, second = EventEmitter([shared]), EventEmitter([shared])
+    assert not first.wants("info") and not second.wants("info")
+    shared.min_severity = EventSeverity.INFO
+    assert first.wants("info") and second.wants("info")
+    with pytest.raises(ValueError, match="debug, info"):
+        shared.min_severity = "loud"
+    assert shared.min_severity is EventSeverity.INFO  # a refused value changes nothing
+
+
+def test_the_handler_list_is_the_dispatch_order_and_reads_as_a_list():
+    order = []
+
+    class Named(EventHandler):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def handle(self, event):
+            order.append(self.name)
+
+    a, b = Named("a"), Named("b")
+    emitter = EventEmitter([a, b])
+    assert emitter.handlers == [a, b] and len(emitter.handlers) == 2
+    assert emitter.handlers[:1] == [a] and b in emitter.handlers
+    assert repr(emitter.handlers) == repr([a, b])
+    emitter.handlers.reverse()
+    emitter.emit(make_event())
+    assert order == ["b", "a"]
+
+
 def test_each_handler_gets_only_events_at_or_above_its_min_severity():
     low, high = Recorder(), Recorder(min_severity=EventSeverity.ERROR)
     emitter = EventEmitter([low, high])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import errno
 import math
 import os
 import shutil
@@ -537,7 +538,7 @@ def test_an_admitted_combination_is_served_from_the_raw_tuple_without_the_slow_p
     folded = c.requests_total.labels("other-model", "qa", "generate")
     assert folded is not admitted
 
-    def _no_slow_path(self, values):
+    def _no_slow_path(self, values, memoize):
         raise AssertionError(f"slow path taken for {values!r}")
 
     monkeypatch.setattr(GuardedMetric, "_resolve", _no_slow_path)
@@ -553,6 +554,43 @@ def test_unhashable_label_values_still_work():
     c.increment_cache_hit(["a", "b"])  # type: ignore[arg-type]
     value = c.registry.get_sample_value("tinyllm_cache_hits_total", {"cache_type": "['a', 'b']"})
     assert value == 2.0
+
+
+class _HashRaises:
+    """A user object whose __hash__ is broken; its str() is a fine label."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __hash__(self) -> int:
+        raise RuntimeError("hash refused")
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class _Colour(str, enum.Enum):
+    RED = "red"
+
+    def __hash__(self) -> int:  # an Enum label takes the memoised path: it must hold there too
+        raise RuntimeError("enum hash refused")
+
+
+def test_a_label_whose_hash_raises_is_converted_counted_and_reported_once(caplog):
+    app = MetricsCollector()
+    set_metrics_collector(app)
+    app.increment_node_error_count(node=_HashRaises("router"), graph="qa", error_type=ValueError)
+    app.increment_node_error_count(node=_HashRaises("router"), graph="qa", error_type=ValueError)
+    app.node_errors.labels(_HashRaises("router"), "qa", "ValueError").inc()
+    app.increment_cache_hit(_Colour.RED)
+    app.increment_cache_hit(_Colour.RED)
+    get = app.registry.get_sample_value
+    labels = {"node": "router", "graph": "qa", "error_type": "ValueError"}
+    assert get("tinyllm_node_errors_total", labels) == 3.0
+    assert get("tinyllm_cache_hits_total", {"cache_type": "red"}) == 2.0
+    assert get("tinyllm_instrumentation_errors_total", {"stage": "metric_label"}) == 5.0
+    reports = [r.getMessage() for r in caplog.records if r.name == "tinyllm_instrument"]
+    assert len(reports) == 1 and "RuntimeError: hash refused" in reports[0]
 
 
 # --- the cardinality guard -----------------------------------------------------------------------
@@ -862,10 +900,10 @@ def test_importing_the_module_registers_and_starts_nothing():
     code = (
         "import threading, prometheus_client\n"
         "before = set(prometheus_client.REGISTRY._names_to_collectors)\n"
-        "import tinyllm_instrument.metrics as m\n"
+        "import tinyllm_instrument.metrics as m, tinyllm_instrument.metrics.collector as c\n"
         "after = set(prometheus_client.REGISTRY._names_to_collectors)\n"
         "assert before == after, after - before\n"
-        "assert m._collector is None\n"
+        "assert c._collector is None  # made on first use\n"
         "assert threading.active_count() == 1\n"
         "print('ok')\n"
     )
@@ -914,16 +952,57 @@ def test_metrics_server_defaults_to_the_process_wide_collector():
     assert 'tinyllm_cache_hits_total{cache_type="memory"} 1.0' in text
 
 
-def test_metrics_server_port_in_use_names_the_port_and_the_fix():
-    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
+@pytest.mark.parametrize(
+    ("options", "flag"),
+    [
+        ({}, "port={}"),
+        ({"port_option": "--port"}, "--port {}"),
+        ({"port_option": "--metrics-port"}, "--metrics-port {}"),
+        ({"port_option": "TINYLLM_INSTRUMENT_METRICS_PORT"}, "TINYLLM_INSTRUMENT_METRICS_PORT={}"),
+    ],
+    ids=["keyword", "metrics", "run", "variable"],
+)
+def test_metrics_server_port_in_use_is_one_line_naming_what_the_user_typed(options, flag):
+    with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen(1)
         port = holder.getsockname()[1]
-        with pytest.raises(OSError, match=rf"127\.0\.0\.1:{port}.*choose a free one"):
-            start_metrics_server(port=port, collector=MetricsCollector())
-    finally:
-        holder.close()
+        with pytest.raises(OSError) as info:
+            start_metrics_server(port=port, collector=MetricsCollector(), **options)
+    assert str(info.value) == (
+        f"cannot serve metrics on 127.0.0.1:{port}: the port is in use; pass another "
+        f"({flag.format(port + 1)}, or {flag.format(0)} for any free one) or stop the process "
+        "that holds it"
+    )
+    assert info.value.errno == errno.EADDRINUSE  # still an OSError with the socket's errno
+
+
+def test_metrics_server_on_an_address_of_another_machine_names_the_host_option():
+    with pytest.raises(OSError) as info:
+        start_metrics_server(
+            port=0, addr="192.0.2.1", collector=MetricsCollector(), host_option="--metrics-host"
+        )
+    assert str(info.value) == (
+        "cannot serve metrics on 192.0.2.1:0: no interface of this machine has that address; "
+        "pass --metrics-host 127.0.0.1 (this machine only) or --metrics-host 0.0.0.0 "
+        "(every interface)"
+    )
+
+
+def test_metrics_server_without_permission_for_the_port_says_which_ports_need_it(monkeypatch):
+    # Tests run as root here, where any port can be bound: inject the refusal an ordinary user
+    # gets for port 80 at the one place the server binds.
+    def refuse(port, addr, registry):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(metrics_mod.server, "start_http_server", refuse)
+    with pytest.raises(OSError) as info:
+        start_metrics_server(port=80, collector=MetricsCollector(), port_option="--port")
+    assert str(info.value) == (
+        "cannot serve metrics on 127.0.0.1:80: no permission to listen on that port (ports "
+        "below 1024 need privileges); pass one above 1023 (--port 9090) or --port 0 for any "
+        "free one"
+    )
 
 
 @pytest.mark.parametrize("bad", [-1, 65536, "9090", 1.5, True])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -116,3 +117,45 @@ def test_span_export_keeps_working_in_a_forked_child():
     assert names == ["child-after-fork", "parent-after-fork", "parent-before-fork"]
     (child,) = [s for s in spans if s.name == "child-after-fork"]
     assert child.resource["service.name"] == "forked"
+
+
+def test_reset_multiprocess_puts_back_what_configure_metrics_changed(tmp_path, monkeypatch):
+    from prometheus_client import values as prometheus_values
+
+    from tinyllm_instrument import metrics
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    value_class = prometheus_values.ValueClass
+    metrics.configure_metrics(multiprocess_dir=tmp_path)
+    try:
+        assert metrics.is_multiprocess()
+        metrics.get_metrics_collector().increment_cache_hit("memory")
+        written = sorted(tmp_path.glob("*.db"))
+        assert written, "multiprocess mode wrote no file"
+    finally:
+        metrics.reset_multiprocess()
+    assert not metrics.is_multiprocess()
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    assert prometheus_values.ValueClass is value_class
+    # A fresh collector, in memory again: nothing more is written to the folder.
+    collector = metrics.get_metrics_collector()
+    collector.increment_cache_hit("memory")
+    assert (
+        collector.registry.get_sample_value("tinyllm_cache_hits_total", {"cache_type": "memory"})
+        == 1
+    )
+    assert sorted(tmp_path.glob("*.db")) == written
+    metrics.reset_multiprocess()  # off already: nothing to undo
+
+
+def test_reset_multiprocess_keeps_a_directory_the_environment_set_before(tmp_path, monkeypatch):
+    from tinyllm_instrument import metrics
+
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(earlier))
+    metrics.configure_metrics(multiprocess_dir=tmp_path)
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path)
+    metrics.reset_multiprocess()
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(earlier)
+    assert not metrics.is_multiprocess()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 
 __all__ = [
+    "CLI_PROGRAM",
     "ENV_ENABLED",
     "ENV_PREFIX",
     "configure",
@@ -15,6 +17,7 @@ __all__ = [
     "env_str",
     "is_enabled",
     "reset",
+    "switch_warning",
 ]
 
 ENV_PREFIX = "TINYLLM_INSTRUMENT_"
@@ -86,7 +89,6 @@ class _State:
 
 
 STATE = _State()
-_explicit = False
 
 
 def configure(*, enabled: bool | None = None) -> None:
@@ -104,13 +106,7 @@ def configure(*, enabled: bool | None = None) -> None:
         >>> tinyllm_instrument.configure(enabled=False)   # decorated calls become pass-throughs
         >>> tinyllm_instrument.configure(enabled=True)
     """
-    global _explicit
-    if enabled is None:
-        STATE.enabled = env_bool(ENV_ENABLED, True)
-        _explicit = False
-    else:
-        STATE.enabled = bool(enabled)
-        _explicit = True
+    STATE.enabled = env_bool(ENV_ENABLED, True) if enabled is None else bool(enabled)
 
 
 def is_enabled() -> bool:
@@ -123,13 +119,60 @@ def reset() -> None:
     configure(enabled=None)
 
 
-def _init_from_env() -> None:
-    # Reading one env var is not configuring anything; a bad value must not break `import`,
-    # so it is reported when configure() is called explicitly instead.
+def switch_warning(env: Mapping[str, str] | None = None) -> str | None:
+    """The line saying ``TINYLLM_INSTRUMENT_ENABLED`` holds no boolean, or None if it is fine.
+
+    Printed once at import by a program that uses the kit as a library (the kit then stays on),
+    and by the CLI's commands other than ``run``, which refuses the value instead.
+
+    Args:
+        env: the environment to read; ``os.environ`` when None.
+
+    Returns:
+        ``"tinyllm_instrument: TINYLLM_INSTRUMENT_ENABLED='maybe' is not a boolean; use one of
+        1/0, true/false, yes/no, on/off (until then the kit stays on)"``, or None.
+
+    Example:
+        >>> switch_warning({"TINYLLM_INSTRUMENT_ENABLED": "off"}) is None
+        True
+    """
     try:
+        env_bool(ENV_ENABLED, True, env)
+    except ValueError as exc:
+        return f"tinyllm_instrument: {exc} (until then the kit stays on)"
+    return None
+
+
+#: The console script's name: that program reports a bad switch in its own words.
+CLI_PROGRAM = "tinyllm-instrument"
+
+
+def _running_the_cli() -> bool:
+    argv = getattr(sys, "argv", None) or [""]
+    return os.path.basename(str(argv[0])) in (CLI_PROGRAM, CLI_PROGRAM + ".exe")
+
+
+def _init_from_env() -> None:
+    # Reading one variable is not configuring anything, and a bad value must not break `import`:
+    # the kit stays on and says so once, as one line on stderr, as CPython does for a bad
+    # PYTHONWARNINGS entry. Not warnings.warn: under `python -W error` (or pytest's
+    # filterwarnings = error) it would make the import raise, and it prints two lines. Not
+    # logging: the app may set it up later, and importing the kit adds no handler. The CLI is
+    # left out: `run` refuses the value with an error of its own (exit 2) and the other commands
+    # print this same line themselves.
+    problem = switch_warning()
+    if problem is None:
         STATE.enabled = env_bool(ENV_ENABLED, True)
-    except ValueError:
-        STATE.enabled = True
+        return
+    STATE.enabled = True
+    stream = sys.stderr
+    if stream is None or _running_the_cli():  # None: no console at all (pythonw)
+        return
+    try:
+        stream.write(problem + "\n")
+        stream.flush()
+    except Exception:  # a closed stderr: the import still succeeds
+        pass
 
 
 _init_from_env()

@@ -29,6 +29,7 @@ class Stage:
     LOG_PROCESSOR = "log_processor"
     LOG_REDACTION = "log_redaction"
     LOG_SAMPLING = "log_sampling"
+    METRIC_LABEL = "metric_label"
     OBSERVE_BEGIN = "observe_begin"
     OBSERVE_CONTEXT = "observe_context"
     OBSERVE_FAIL = "observe_fail"

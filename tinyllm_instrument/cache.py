@@ -107,20 +107,45 @@ def _instrument_lru(func: Any, cache_type: str) -> Any:
     # lru_cache keeps exact hit/miss counts in cache_info(); after each call the wrapper counts
     # the difference since the last call it saw. Read under a lock, so concurrent calls are each
     # counted once, and calls made around the wrapper are counted too.
-    lock = threading.Lock()
+    # The lock is re-entrant because a signal handler that calls the function runs in the thread
+    # it interrupted, maybe inside settle(). That inner settle() only asks the outer one to read
+    # cache_info() once more, so the handler's lookup is counted, and counted once.
+    lock = threading.RLock()
     last = [0, 0]
+    state = {"settling": False, "again": False}
     info = func.cache_info()
     last[:] = [info.hits, info.misses]
     name = getattr(func, "__qualname__", repr(func))
 
+    def take_difference() -> tuple[int, int]:
+        info = func.cache_info()
+        hits, misses = info.hits - last[0], info.misses - last[1]
+        if hits < 0 or misses < 0:  # cache_clear() zeroed the counts
+            hits, misses = info.hits, info.misses
+        last[:] = [info.hits, info.misses]
+        return hits, misses
+
     def settle() -> None:
         try:
             with lock:
-                info = func.cache_info()
-                hits, misses = info.hits - last[0], info.misses - last[1]
-                if hits < 0 or misses < 0:  # cache_clear() zeroed the counts
-                    hits, misses = info.hits, info.misses
-                last[:] = [info.hits, info.misses]
+                if state["settling"]:  # re-entered from a signal handler
+                    state["again"] = True
+                    return
+                state["settling"] = True
+                hits = misses = 0
+                try:
+                    while True:
+                        state["again"] = False
+                        more_hits, more_misses = take_difference()
+                        hits, misses = hits + more_hits, misses + more_misses
+                        # Clear the mark before the last look: a settle() entered after this
+                        # line counts for itself; one entered before it has set "again".
+                        state["settling"] = False
+                        if not state["again"]:
+                            break
+                        state["settling"] = True
+                finally:
+                    state["settling"] = False
             _record(cache_type, hits, misses, function=name)
         except Exception as exc:
             report_internal_error(Stage.CACHE_METRICS, exc)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
 import traceback
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableSequence
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timezone
 from enum import Enum
-from typing import Any, Protocol, SupportsIndex, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ._config import STATE as _STATE
 from ._errors import Stage, report_internal_error
@@ -317,53 +318,29 @@ _EVENT_FIELDS = tuple(f.name for f in fields(Event))
 # --------------------------------------------------------------------------- handlers
 
 
-class _Generation:
-    """A number bumped on every change that can alter an emitter's dispatch plan.
-
-    Emitters compare it with the number they last planned for, so ``wants()`` stays one compare,
-    yet a handler appended straight to ``.handlers`` or a changed ``min_severity`` is seen at once.
-    """
-
-    __slots__ = ("value",)
-
-    def __init__(self) -> None:
-        self.value = 0
+# Anything that can change which handler gets which event (an edit of any emitter's handler list,
+# a new min_severity on any handler) stores a new number here. An emitter keeps a dispatch plan
+# and the number it was made for, so wants() knows with one comparison that the plan holds; a
+# handler does not know which emitters hold it, hence one number for the whole process.
+# itertools.count: each change gets a number never stored before, with no lock for a signal
+# handler to deadlock on; a change made while an emitter plans leaves it a number to catch up on.
+_settings_version = 0
+_versions = itertools.count(1)
 
 
-_GENERATION = _Generation()
-_generation_lock = threading.Lock()
-
-
-def _bump() -> None:
-    with _generation_lock:
-        _GENERATION.value += 1
-
-
-class _MinSeverity:
-    """Descriptor for ``EventHandler.min_severity``: coerces words and tells emitters to re-plan."""
-
-    __slots__ = ("default",)
-
-    def __init__(self, default: EventSeverity | str) -> None:
-        self.default = EventSeverity.coerce(default)
-
-    def __get__(self, obj: object, owner: type | None = None) -> EventSeverity:
-        if obj is None:
-            return self.default
-        return obj.__dict__.get("_min_severity", self.default)
-
-    def __set__(self, obj: object, value: EventSeverity | str) -> None:
-        obj.__dict__["_min_severity"] = EventSeverity.coerce(value)
-        _bump()
+def _settings_changed() -> None:
+    global _settings_version
+    _settings_version = next(_versions)
 
 
 class EventHandler:
     """Base class of event handlers: subclass it and implement ``handle(event)``.
 
-    ``min_severity`` (default DEBUG) is the lowest severity the handler is given. Set it as a
-    class attribute, in ``__init__`` or later; a word ("warning") is accepted, and emitters notice
-    a change at once. ``handle`` runs synchronously in the emitting thread; an exception it raises
-    is caught by the emitter, counted and logged once, and never reaches the code that emitted.
+    ``min_severity`` (default DEBUG) is the lowest severity the handler is given. Set it in the
+    class body, in ``__init__`` or later on the handler; a word ("warning") is accepted, and
+    emitters notice a change at once. ``handle`` runs synchronously in the emitting thread; an
+    exception it raises is caught by the emitter, counted and logged once, and never reaches the
+    code that emitted.
 
     Example:
         >>> class PrintHandler(EventHandler):
@@ -372,19 +349,25 @@ class EventHandler:
         ...         print(event.event_type)
     """
 
-    min_severity: EventSeverity = _MinSeverity(EventSeverity.DEBUG)  # type: ignore[assignment]
+    min_severity: EventSeverity = EventSeverity.DEBUG
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        # `min_severity = EventSeverity.WARNING` in a subclass body would shadow the descriptor,
-        # and later changes would go unnoticed; wrap it (and validate it now, not at dispatch).
-        declared = cls.__dict__.get("min_severity")
-        if declared is not None and not isinstance(declared, _MinSeverity):
-            cls.min_severity = _MinSeverity(declared)  # type: ignore[assignment]
+        # `min_severity = "warning"` in a subclass body: a member from now on, and a bad word
+        # fails here, where the class is defined, not at the first event.
+        if "min_severity" in cls.__dict__:
+            cls.min_severity = EventSeverity.coerce(cls.__dict__["min_severity"])
 
     def __init__(self, min_severity: EventSeverity | str | None = None) -> None:
         if min_severity is not None:
-            self.min_severity = min_severity  # type: ignore[assignment]
+            self.min_severity = min_severity  # type: ignore[assignment]  # coerced below
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "min_severity":  # a member, whatever was given, and emitters re-plan
+            super().__setattr__(name, EventSeverity.coerce(value))
+            _settings_changed()
+        else:
+            super().__setattr__(name, value)
 
     def handle(self, event: Event) -> None:
         """Process one event.
@@ -563,7 +546,8 @@ class BufferedEventHandler(EventHandler):
         super().__init__(min_severity)
         self.max_size = max_size
         self._events: deque[Event] = deque(maxlen=max_size)
-        self._lock = threading.Lock()
+        # Re-entrant: an event emitted by a signal handler may arrive while this thread holds it.
+        self._lock = threading.RLock()
 
     def handle(self, event: Event) -> None:
         """Store ``event``, dropping the oldest when full."""
@@ -620,61 +604,45 @@ class BufferedEventHandler(EventHandler):
 # --------------------------------------------------------------------------- the emitter
 
 
-class _HandlerList(list[Any]):
-    """A list that bumps the generation on every change, so direct edits of ``.handlers`` count."""
+class _HandlerList(MutableSequence[Any]):
+    """An emitter's handlers in dispatch order: a list whose every edit makes emitters re-plan.
 
-    __slots__ = ()
+    MutableSequence builds append, extend, pop, remove, clear, reverse and ``+=`` out of the
+    three edits below, so each way of changing the list goes through ``_settings_changed``.
+    """
 
-    def append(self, item: Any) -> None:
-        super().append(item)
-        _bump()
+    __slots__ = ("_items",)
 
-    def extend(self, items: Iterable[Any]) -> None:
-        super().extend(items)
-        _bump()
+    def __init__(self, items: Iterable[Any] = ()) -> None:
+        self._items = list(items)
 
-    def insert(self, index: SupportsIndex, item: Any) -> None:
-        super().insert(index, item)
-        _bump()
+    def __len__(self) -> int:
+        return len(self._items)
 
-    def remove(self, item: Any) -> None:
-        super().remove(item)
-        _bump()
-
-    def pop(self, index: SupportsIndex = -1) -> Any:
-        item = super().pop(index)
-        _bump()
-        return item
-
-    def clear(self) -> None:
-        super().clear()
-        _bump()
-
-    def sort(self, *args: Any, **kwargs: Any) -> None:  # order is dispatch order
-        super().sort(*args, **kwargs)
-        _bump()
-
-    def reverse(self) -> None:
-        super().reverse()
-        _bump()
+    def __getitem__(self, index: Any) -> Any:
+        return self._items[index]  # a slice gives a plain list
 
     def __setitem__(self, index: Any, value: Any) -> None:
-        super().__setitem__(index, value)
-        _bump()
+        self._items[index] = value
+        _settings_changed()
 
     def __delitem__(self, index: Any) -> None:
-        super().__delitem__(index)
-        _bump()
+        del self._items[index]
+        _settings_changed()
 
-    def __iadd__(self, items: Iterable[Any]) -> _HandlerList:  # type: ignore[misc]
-        super().__iadd__(items)
-        _bump()
-        return self
+    def insert(self, index: int, value: Any) -> None:
+        self._items.insert(index, value)
+        _settings_changed()
 
-    def __imul__(self, n: SupportsIndex) -> _HandlerList:
-        super().__imul__(n)
-        _bump()
-        return self
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _HandlerList):
+            other = other._items
+        return self._items == other if isinstance(other, list) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as a list
+
+    def __repr__(self) -> str:
+        return repr(self._items)
 
 
 def _handler_level(handler: Any) -> int:
@@ -690,7 +658,8 @@ class EventEmitter:
     emitting code never sees it. Nothing is dispatched while the emitter is disabled or the kit is
     switched off (``tinyllm_instrument.configure(enabled=False)``).
 
-    ``.handlers`` is a list and may be edited directly; ``wants()`` sees such edits at once.
+    ``.handlers`` behaves as a list and may be edited directly (append, insert, ``del``,
+    assignment...); ``wants()`` sees such edits at once.
 
     Args:
         handlers: the initial handlers.
@@ -715,14 +684,14 @@ class EventEmitter:
             self.add_handler(handler)
 
     @property
-    def handlers(self) -> list[Any]:
-        """The handlers, in dispatch order (a list; direct edits take effect)."""
+    def handlers(self) -> MutableSequence[Any]:
+        """The handlers, in dispatch order (a mutable sequence; direct edits take effect)."""
         return self._handlers
 
     @handlers.setter
     def handlers(self, handlers: Iterable[Any]) -> None:
         self._handlers = _HandlerList(handlers)
-        _bump()
+        _settings_changed()
 
     @property
     def enabled(self) -> bool:
@@ -774,9 +743,9 @@ class EventEmitter:
 
     def _replan(self) -> None:
         with self._lock:
-            # Read the generation first: a change made while planning bumps it again, and the
-            # next wants()/emit() plans anew.
-            generation = _GENERATION.value
+            # Read the version first: a change made while planning (by another thread, or by a
+            # signal handler in this one) stores a newer one, and the next call plans anew.
+            version = _settings_version
             plan = []
             for handler in tuple(self._handlers):
                 try:
@@ -787,7 +756,7 @@ class EventEmitter:
                 plan.append((handler, level))
             self._plan = tuple(plan)
             self._min_level = min((level for _, level in plan), default=_NEVER)
-            self._planned_for = generation
+            self._planned_for = version
 
     def wants(self, severity: EventSeverity | str) -> bool:
         """Whether an event of ``severity`` would reach at least one handler.
@@ -807,7 +776,7 @@ class EventEmitter:
         """
         if not (self._enabled and _STATE.enabled):
             return False
-        if self._planned_for != _GENERATION.value:
+        if self._planned_for != _settings_version:
             self._replan()
         try:
             level = severity.level  # type: ignore[union-attr]
@@ -822,7 +791,7 @@ class EventEmitter:
         """
         if not (self._enabled and _STATE.enabled):
             return
-        if self._planned_for != _GENERATION.value:
+        if self._planned_for != _settings_version:
             self._replan()
         level = event.severity.level
         if level < self._min_level:
@@ -836,7 +805,8 @@ class EventEmitter:
 
 
 _emitter: EventEmitter | None = None
-_emitter_lock = threading.Lock()
+# Re-entrant, as the emitter's own lock: a signal handler may emit while this thread creates it.
+_emitter_lock = threading.RLock()
 
 
 def get_event_emitter() -> EventEmitter:
@@ -855,7 +825,9 @@ def get_event_emitter() -> EventEmitter:
     if emitter is None:
         with _emitter_lock:
             if _emitter is None:
-                _emitter = EventEmitter([LogEventHandler(), MetricEventHandler()])
+                created = EventEmitter([LogEventHandler(), MetricEventHandler()])
+                if _emitter is None:  # not made meanwhile by a signal handler in this thread
+                    _emitter = created
             emitter = _emitter
     return emitter
 

@@ -33,7 +33,8 @@ from typing import Any, TypeVar
 
 from . import _config
 from ._errors import Stage, report_internal_error
-from .metrics import _label_value, get_metrics_collector
+from .metrics import get_metrics_collector
+from .metrics.guard import label_value
 
 __all__ = ["DEFAULT_PRIORITY", "default_priority_of", "observe_queue", "unobserve_queue"]
 
@@ -75,7 +76,9 @@ def _no_priority(item: object) -> object:
 
 # Totals per priority over every observed queue, so the gauge shows the process's backlog.
 _observers: weakref.WeakSet[_QueueObserver] = weakref.WeakSet()
-_totals_lock = threading.Lock()
+# Re-entrant: a signal handler that puts into an observed queue runs in the thread it
+# interrupted, possibly while that thread sums the totals here.
+_totals_lock = threading.RLock()
 
 
 def _publish_size(priority: str) -> None:
@@ -89,7 +92,7 @@ def _publish_size(priority: str) -> None:
 def _label(priority: object) -> str:
     # The same conversion as the cardinality guard's, so that counts kept per priority use the
     # key the metric will show (1 and "1" are one series).
-    return _label_value(priority)
+    return label_value(priority)
 
 
 class _QueueObserver:

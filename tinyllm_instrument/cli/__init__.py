@@ -7,15 +7,21 @@ from __future__ import annotations
 
 import click
 
-from .. import __version__
+from .. import __version__, _config
 
 __all__ = ["cli", "main"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tinyllm-instrument")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Observability for LLM workflow graphs: traces, metrics, logs and events."""
+    # Importing the kit stays silent about a bad TINYLLM_INSTRUMENT_ENABLED in this program
+    # (see _config): `run` refuses the value itself, every other command says it once here.
+    warning = _config.switch_warning()
+    if warning is not None and ctx.invoked_subcommand != "run":
+        click.echo(warning, err=True)
 
 
 def main() -> None:

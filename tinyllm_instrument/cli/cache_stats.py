@@ -9,9 +9,12 @@ import click
 from click.core import ParameterSource
 
 from . import cli
-from .metrics import fetch_metrics, sample_totals
+from ._options import json_option, metrics_url_option, timeout_option
+from ._scrape import fetch_metrics, sample_totals
 
 HITS, MISSES = "tinyllm_cache_hits_total", "tinyllm_cache_misses_total"
+#: The ``source`` when the counters are this command's own, not a running app's.
+CLI_PROCESS = "cli process"
 
 
 def _rate(hits: float, misses: float) -> float | None:
@@ -124,19 +127,9 @@ def _print_kit(caches: dict[str, dict[str, Any]], source: str) -> None:
 @click.option("--redis-host", default="localhost", show_default=True)
 @click.option("--redis-port", type=click.IntRange(1, 65535), default=6379, show_default=True)
 @click.option("--redis-db", type=click.IntRange(0), default=0, show_default=True)
-@click.option(
-    "--metrics-url",
-    metavar="URL",
-    help="Read the kit's counters from a running app's /metrics instead of this process.",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(0, min_open=True),
-    default=3.0,
-    show_default=True,
-    help="Seconds to wait for Redis and --metrics-url.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print plain JSON and nothing else.")
+@metrics_url_option("Read the kit's counters from a running app's /metrics instead.")
+@timeout_option("Seconds to wait for Redis and --metrics-url.")
+@json_option()
 @click.pass_context
 def cache_stats(
     ctx: click.Context,
@@ -150,7 +143,8 @@ def cache_stats(
 ) -> None:
     """Show cache hits, misses and hit rate per cache_type.
 
-    The kit's counters are this process's unless --metrics-url points at a running app. With
+    The kit's counters are this CLI process's own (a fresh one: none counted) unless
+    --metrics-url points at a running app. With
     --backend redis, the Redis server's keyspace_hits / keyspace_misses (server-wide, all dbs)
     are shown beside the kit's counters for cache_type="redis".
     """
@@ -159,7 +153,7 @@ def cache_stats(
             if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT:
                 flag = "--" + name.replace("_", "-")
                 raise click.UsageError(f"{flag} only applies to --backend redis")
-    source = metrics_url or "this process"
+    source = metrics_url or CLI_PROCESS
     report: dict[str, Any] = {"backend": backend, "source": source}
     if backend == "redis":
         report["redis"] = redis_stats(redis_host, redis_port, redis_db, timeout)
@@ -178,4 +172,4 @@ def cache_stats(
         click.echo(f"  hit rate:        {_rate_text(r['hit_rate'])}")
         click.echo(f"  keys in db {r['db']}:    {r['keys']}")
         click.echo("")
-    _print_kit(report["caches"], source)
+    _print_kit(report["caches"], metrics_url or "this CLI process, not your app")

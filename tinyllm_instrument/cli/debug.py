@@ -11,10 +11,14 @@ import click
 
 from ..events import EventCategory, EventSeverity
 from . import cli
-from .metrics import fetch_metrics, kit_families
+from ._options import json_option, metrics_url_option, timeout_option
+from ._scrape import fetch_metrics, kit_families
 
 COMPONENTS = ("all", "metrics", "events", "telemetry", "logs")
 TEST_SPAN_NAME = "tinyllm.debug.test_trace"
+#: The ``source`` of a section that shows the command's own fresh process, not the user's app.
+CLI_PROCESS = "cli process"
+_CLI_ONLY = "this CLI process, not your app"
 # Labels that split one series into buckets or quantiles rather than naming a combination.
 _SERIES_LABELS_IGNORED = frozenset({"le", "quantile"})
 
@@ -43,7 +47,7 @@ def _metrics_from_process() -> dict[str, Any]:
             "dropped": guarded.dropped,
         }
     return {
-        "source": "process",
+        "source": CLI_PROCESS,
         "collector": "prometheus",
         "registry": "default" if collector.registry is REGISTRY else "own CollectorRegistry",
         "total_metrics": len(per_metric),
@@ -87,6 +91,7 @@ def _events_info() -> dict[str, Any]:
         severity = getattr(handler, "min_severity", EventSeverity.DEBUG)
         handlers.append({"name": type(handler).__name__, "min_severity": str(severity)})
     return {
+        "source": CLI_PROCESS,
         "enabled": emitter.enabled and _config.is_enabled(),
         "emitter_enabled": emitter.enabled,
         "kit_enabled": _config.is_enabled(),
@@ -98,7 +103,11 @@ def _telemetry_info() -> dict[str, Any]:
     from ..telemetry import get_telemetry_config, is_telemetry_enabled
 
     config = get_telemetry_config()
-    info: dict[str, Any] = {"enabled": is_telemetry_enabled(), "configured": config is not None}
+    info: dict[str, Any] = {
+        "source": CLI_PROCESS,
+        "enabled": is_telemetry_enabled(),
+        "configured": config is not None,
+    }
     if config is not None:
         info.update(
             service_name=config.service_name,
@@ -113,9 +122,18 @@ def _telemetry_info() -> dict[str, Any]:
 def _logs_info() -> dict[str, Any]:
     from ..logging import get_log_sampling_stats, get_logging_info
 
-    info = get_logging_info()
+    info: dict[str, Any] = {"source": CLI_PROCESS, **get_logging_info()}
     info["sampling_stats"] = get_log_sampling_stats()
     return info
+
+
+def _source_line(section: dict[str, Any], url_hint: bool = False) -> list[str]:
+    # Every section read from this fresh process says so: its numbers are not the app's.
+    if section["source"] != CLI_PROCESS:
+        return []
+    if url_hint:
+        return [f"  Source: {_CLI_ONLY} (pass --metrics-url to read your app's /metrics)"]
+    return [f"  Source: {_CLI_ONLY}"]
 
 
 def _print_inspection(report: dict[str, Any]) -> None:
@@ -124,23 +142,28 @@ def _print_inspection(report: dict[str, Any]) -> None:
     if m is not None:
         lines = [
             "Metrics System:",
+            *_source_line(m, url_hint=True),
             f"  Collector: {m['collector']}",
             f"  Registry: {m['registry']}",
+            f"  Total metrics: {m['total_metrics']}",
         ]
-        lines.append(f"  Total metrics: {m['total_metrics']}")
         blocks.append(lines)
-        lines = ["Cardinality Stats:", f"  Total combinations: {m['total_combinations']}"]
+        lines = [
+            "Cardinality Stats:",
+            *_source_line(m),
+            f"  Total combinations: {m['total_combinations']}",
+        ]
         if m["max_cardinality"] is not None:
             lines.append(f"  Max cardinality: {m['max_cardinality']}")
         blocks.append(lines)
-        lines = ["Per-Metric Cardinality:"]
+        lines = ["Per-Metric Cardinality:", *_source_line(m)]
         for name, stats in m["metrics"].items():
             dropped = "dropped n/a" if stats["dropped"] is None else f"{stats['dropped']} dropped"
             lines.append(f"    {name}: {stats['combinations']} combinations, {dropped}")
         blocks.append(lines)
     e = report.get("events")
     if e is not None:
-        lines = ["Event System:", f"  Enabled: {e['enabled']}"]
+        lines = ["Event System:", *_source_line(e), f"  Enabled: {e['enabled']}"]
         if not e["kit_enabled"]:
             lines.append(
                 "  Kit switched off: TINYLLM_INSTRUMENT_ENABLED / configure(enabled=False)"
@@ -150,7 +173,7 @@ def _print_inspection(report: dict[str, Any]) -> None:
         blocks.append(lines)
     t = report.get("telemetry")
     if t is not None:
-        lines = ["Telemetry System:", f"  Enabled: {t['enabled']}"]
+        lines = ["Telemetry System:", *_source_line(t), f"  Enabled: {t['enabled']}"]
         if t["configured"]:
             lines.append(f"  Service: {t['service_name']}")
             lines.append(f"  Exporter: {t['exporter']}")
@@ -162,7 +185,7 @@ def _print_inspection(report: dict[str, Any]) -> None:
         blocks.append(lines)
     lg = report.get("logs")
     if lg is not None:
-        lines = ["Logging System:", f"  Configured: {lg['configured']}"]
+        lines = ["Logging System:", *_source_line(lg), f"  Configured: {lg['configured']}"]
         if lg["configured"]:
             lines.append(f"  Format: {lg['format']}")
             lines.append(f"  Level: {lg['level']}")
@@ -185,25 +208,15 @@ def _print_inspection(report: dict[str, Any]) -> None:
     show_default=True,
     help="Which pillar to show.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print plain JSON and nothing else.")
-@click.option(
-    "--metrics-url",
-    metavar="URL",
-    help="Read the metrics section from a running app's /metrics instead of this process.",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(0, min_open=True),
-    default=3.0,
-    show_default=True,
-    help="Seconds to wait for --metrics-url.",
-)
+@json_option()
+@metrics_url_option("Read the metrics section from a running app's /metrics instead.")
+@timeout_option("Seconds to wait for --metrics-url.")
 def inspect(component: str, as_json: bool, metrics_url: str | None, timeout: float) -> None:
     """Show the state of metrics, events, telemetry and logging.
 
-    The command runs in its own process, so it shows that process's state (the defaults, plus
-    what TINYLLM_INSTRUMENT_* and OTEL_* variables set); --metrics-url shows a running app's
-    metrics instead.
+    The command runs in a fresh process of its own, so every section shows that process (the
+    defaults, plus what TINYLLM_INSTRUMENT_* and OTEL_* variables set), not your app, and says
+    so; --metrics-url reads the metrics section from a running app instead.
     """
     component = component.lower()
     wanted = COMPONENTS[1:] if component == "all" else (component,)
@@ -360,7 +373,7 @@ def _parse_data(items: tuple[str, ...]) -> dict[str, str]:
     show_default=True,
 )
 @click.option("--data", "data_items", multiple=True, metavar="KEY=VALUE", help="Repeatable.")
-@click.option("--json", "as_json", is_flag=True, help="Print the event as plain JSON only.")
+@json_option("Print the event as plain JSON only.")
 def emit_event_command(
     event_type: str,
     message: str,

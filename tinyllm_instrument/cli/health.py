@@ -13,10 +13,19 @@ from urllib.parse import urlsplit
 import click
 
 from . import cli
-from .metrics import fetch_metrics, kit_families
+from ._options import json_option, metrics_url_option, timeout_option
+from ._scrape import fetch_metrics, kit_families
 
 OK, FAIL, SKIPPED = "ok", "fail", "skipped"
 _MARK = {OK: "ok", FAIL: "FAIL", SKIPPED: "skipped"}
+#: The overall ``status`` values, and the exit code of each.
+HEALTHY, UNHEALTHY, NOTHING_CHECKED = "healthy", "unhealthy", "nothing_checked"
+EXIT_CODES = {HEALTHY: 0, UNHEALTHY: 1, NOTHING_CHECKED: 2}
+#: The checks of the user's pipeline; the events check reads only this CLI process.
+TARGET_CHECKS = ("otlp", "metrics", "log_file")
+NOTHING_CHECKED_TEXT = "nothing checked; pass --otlp-endpoint / --metrics-url / --log-file"
+_HEADLINE = {HEALTHY: "healthy", UNHEALTHY: "UNHEALTHY", NOTHING_CHECKED: NOTHING_CHECKED_TEXT}
+_CLI_ONLY = "this CLI process, not your app"
 
 
 @dataclass(frozen=True)
@@ -31,27 +40,30 @@ class Check:
 def check_emitter() -> Check:
     """Check that the kit is on and the process-wide emitter is enabled and has handlers.
 
+    The command runs in a fresh process, so this shows what the environment does to the kit
+    (``TINYLLM_INSTRUMENT_ENABLED=0`` switches it off), not your app's emitter; the detail says so.
+
     Returns:
         The outcome; "fail" names what is off.
 
     Example:
-        >>> check_emitter().status
-        'ok'
+        >>> check_emitter().detail
+        'this CLI process, not your app: emitter enabled, handlers: LogEventHandler, ...'
     """
     from .. import _config
     from ..events import get_event_emitter
 
     emitter = get_event_emitter()
-    if not _config.is_enabled():
-        return Check(
-            "events", FAIL, f"the kit is switched off ({_config.ENV_ENABLED} or configure())"
-        )
-    if not emitter.enabled:
-        return Check("events", FAIL, "the process-wide event emitter is disabled")
     names = [type(h).__name__ for h in emitter.handlers]
-    if not names:
-        return Check("events", FAIL, "the event emitter has no handlers: events go nowhere")
-    return Check("events", OK, f"emitter enabled, handlers: {', '.join(names)}")
+    if not _config.is_enabled():
+        status, detail = FAIL, f"the kit is switched off ({_config.ENV_ENABLED} or configure())"
+    elif not emitter.enabled:
+        status, detail = FAIL, "the process-wide event emitter is disabled"
+    elif not names:
+        status, detail = FAIL, "the event emitter has no handlers: events go nowhere"
+    else:
+        status, detail = OK, f"emitter enabled, handlers: {', '.join(names)}"
+    return Check("events", status, f"{_CLI_ONLY}: {detail}")
 
 
 def _otlp_grpc(endpoint: str, timeout: float) -> Check:
@@ -177,7 +189,7 @@ def check_log_file(path: str | None) -> Check:
     if path is None:
         path = get_logging_info()["file"]
         if path is None:
-            return Check("log_file", SKIPPED, "no --log-file given and logging writes no file")
+            return Check("log_file", SKIPPED, "no --log-file given")
     if os.path.isdir(path):
         return Check("log_file", FAIL, f"{path} is a directory")
     if os.path.exists(path):
@@ -203,7 +215,9 @@ def run_checks(
     log_file: str | None,
     timeout: float,
 ) -> dict[str, Any]:
-    """Run every check; healthy when none failed (skipped checks do not count against it).
+    """Run every check: "unhealthy" when one failed; "nothing_checked" when no check of the
+    pipeline ran (otlp, metrics and log_file all skipped: the events check alone reads only this
+    process); "healthy" otherwise.
 
     Args:
         otlp_endpoint: collector base URL, or None (see :func:`check_otlp`).
@@ -213,12 +227,13 @@ def run_checks(
         timeout: seconds each network check may take.
 
     Returns:
-        ``{"healthy": bool, "checks": {name: {"status", "detail"}}}``, the checks in the order
-        otlp, metrics, log_file, events.
+        ``{"status": str, "healthy": bool, "checks": {name: {"status", "detail"}}}``, the
+        checks in the order otlp, metrics, log_file, events; ``healthy`` is True only for the
+        status "healthy".
 
     Example:
-        >>> run_checks(None, "grpc", None, None, 3.0)["healthy"]  # doctest: +SKIP
-        True
+        >>> run_checks(None, "grpc", None, None, 3.0)["status"]  # doctest: +SKIP
+        'nothing_checked'
     """
     checks = [
         check_otlp(otlp_endpoint, otlp_protocol, timeout),
@@ -226,14 +241,21 @@ def run_checks(
         check_log_file(log_file),
         check_emitter(),
     ]
+    if any(c.status == FAIL for c in checks):
+        status = UNHEALTHY
+    elif all(c.status == SKIPPED for c in checks if c.name in TARGET_CHECKS):
+        status = NOTHING_CHECKED
+    else:
+        status = HEALTHY
     return {
-        "healthy": all(c.status != FAIL for c in checks),
+        "status": status,
+        "healthy": status == HEALTHY,
         "checks": {c.name: {"status": c.status, "detail": c.detail} for c in checks},
     }
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print plain JSON and nothing else.")
+@json_option()
 @click.option(
     "--otlp-endpoint",
     metavar="URL",
@@ -245,17 +267,9 @@ def run_checks(
     default="grpc",
     show_default=True,
 )
-@click.option(
-    "--metrics-url", metavar="URL", help="An app's /metrics to check for tinyllm_ families."
-)
+@metrics_url_option("An app's /metrics to check for tinyllm_ families.")
 @click.option("--log-file", metavar="PATH", help="The log file the app writes, to check.")
-@click.option(
-    "--timeout",
-    type=click.FloatRange(0, min_open=True),
-    default=3.0,
-    show_default=True,
-    help="Seconds each network check may take.",
-)
+@timeout_option("Seconds each network check may take.")
 def health(
     as_json: bool,
     otlp_endpoint: str | None,
@@ -266,14 +280,23 @@ def health(
 ) -> None:
     """Check the observability pipeline: OTLP collector, /metrics, log file, event emitter.
 
-    Exits 0 when no check failed, 1 otherwise. Checks without a target are skipped.
+    Checks without a target are skipped. The events check reads this CLI's own fresh process
+    (what the environment does to the kit), not your app. Exits 0 when healthy, 1 when a check
+    failed, 2 when nothing was checked (no --otlp-endpoint, --metrics-url or --log-file): a probe
+    that checks nothing must not pass.
     """
     report = run_checks(otlp_endpoint, otlp_protocol, metrics_url, log_file, timeout)
     if as_json:
         click.echo(json.dumps(report))
     else:
-        click.echo(f"Health: {'healthy' if report['healthy'] else 'UNHEALTHY'}")
+        headline = {
+            HEALTHY: "healthy",
+            UNHEALTHY: "UNHEALTHY",
+            NOTHING_CHECKED: NOTHING_CHECKED_TEXT,
+        }
+        click.echo(f"Health: {headline[report['status']]}")
         for name, check in report["checks"].items():
             click.echo(f"  {_MARK[check['status']]:<8} {name:<9} {check['detail']}")
-    if not report["healthy"]:
-        click.get_current_context().exit(1)
+    code = EXIT_CODES[report["status"]]
+    if code:
+        click.get_current_context().exit(code)

@@ -1,46 +1,34 @@
-"""Prometheus metrics for LLM workflow graphs: the collector, its cardinality guard, the server."""
+"""MetricsCollector: the kit's metric families, their buckets, and the process-wide collector."""
 
 from __future__ import annotations
 
-import enum
 import math
 import operator
-import os
 import threading
 import time
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client import multiprocess as prometheus_multiprocess
-from prometheus_client import values as prometheus_values
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
-from prometheus_client.multiprocess import MultiProcessCollector
 
-from ._config import env_str
+from .guard import GuardedMetric, MetricLabels, label_name
 
 __all__ = [
     "DEFAULT_MAX_CARDINALITY",
-    "ENV_MULTIPROC_DIR",
     "GRAPH_EXECUTION_BUCKETS",
-    "GuardedMetric",
-    "MAX_LABEL_VALUE_LENGTH",
-    "MetricLabels",
     "MetricsCollector",
     "NODE_EXECUTION_BUCKETS",
-    "OTHER_LABEL_VALUE",
     "QUEUE_WAIT_BUCKETS",
     "REQUEST_LATENCY_BUCKETS",
     "TIME_TO_FIRST_ITEM_BUCKETS",
-    "configure_metrics",
     "get_metrics_collector",
-    "is_multiprocess",
-    "mark_process_dead",
     "reset_metrics_collector",
     "set_metrics_collector",
-    "start_metrics_server",
 ]
+
+_M = TypeVar("_M", bound=MetricWrapperBase)
 
 # --- Buckets -------------------------------------------------------------------------------------
 # prometheus_client's defaults stop at 10 s, where an LLM call is only getting started: a completion
@@ -71,274 +59,6 @@ TIME_TO_FIRST_ITEM_BUCKETS: tuple[float, ...] = QUEUE_WAIT_BUCKETS
 
 #: ``MetricsCollector``'s default cap on label combinations per metric (the guide's example value).
 DEFAULT_MAX_CARDINALITY = 1000
-#: The value that replaces label values refused by the cardinality guard.
-OTHER_LABEL_VALUE = "other"
-#: Label values longer than this are cut to this many characters: a label is a dimension to group
-#: by, not a place for prompts or stack traces, and long values bloat every scrape.
-MAX_LABEL_VALUE_LENGTH = 128
-# Bound on the guard's memos of raw keys and folded combinations, so a flood of distinct label
-# values cannot grow memory: the guard exists precisely to stop that. At least this many entries,
-# or 4x max_cardinality when that is larger.
-_MIN_MEMO_SIZE = 4096
-
-
-class MetricLabels(str, enum.Enum):
-    """The label names used by the kit's metrics.
-
-    Members are str-Enums for use in code (``labels(**{MetricLabels.GRAPH: "g"})`` works); the
-    exposition always shows the plain value (``graph``), never ``MetricLabels.GRAPH``.
-    """
-
-    MODEL = "model"
-    GRAPH = "graph"
-    REQUEST_TYPE = "request_type"
-    ERROR_TYPE = "error_type"
-    NODE = "node"
-    CACHE_TYPE = "cache_type"
-    PRIORITY = "priority"
-    CATEGORY = "category"
-    SEVERITY = "severity"
-    STAGE = "stage"
-    REASON = "reason"
-
-
-def _label_name(name: str | enum.Enum) -> str:
-    # Prometheus calls str() on label names, and str() of a str-Enum member is "Class.MEMBER"
-    # (the original's defect). Always hand it a plain str.
-    if isinstance(name, enum.Enum):
-        name = name.value
-    return str.__str__(name) if isinstance(name, str) else str(name)
-
-
-def _label_value(value: object) -> str:
-    """Turn one label value into the string prometheus will show."""
-    if isinstance(value, enum.Enum):
-        value = value.value
-    if value is None:
-        return "none"
-    if isinstance(value, str):
-        text = str.__str__(value)  # a plain str, whatever __str__ a subclass defines
-    else:
-        try:
-            text = str(value)
-        except Exception:  # a user's __str__ must not break recording
-            text = f"<unprintable {type(value).__name__}>"
-    if len(text) > MAX_LABEL_VALUE_LENGTH:
-        text = text[:MAX_LABEL_VALUE_LENGTH]
-    return text
-
-
-def _memoizable(values: tuple[object, ...]) -> bool:
-    # The raw-key memo may hold only keys whose equality implies equal label strings. Numbers
-    # break that: 1 == 1.0 == True, yet they render "1", "1.0" and "True". Plain str, None and
-    # Enums with str values are safe; anything else is converted on every call.
-    for v in values:
-        if v is None or type(v) is str:
-            continue
-        if isinstance(v, enum.Enum) and not isinstance(v, (int, float, complex)):
-            continue  # identity equality, or (str mixin) equal to the very string it renders
-        return False
-    return True
-
-
-_M = TypeVar("_M", bound=MetricWrapperBase)
-
-
-class GuardedMetric(Generic[_M]):
-    """A labelled prometheus metric behind a cardinality guard.
-
-    ``labels(...)`` returns the prometheus child for a label combination. A combination seen
-    before costs one dict lookup on the raw argument tuple. The first time a combination is
-    seen, it is normalised (str-Enum -> value, None -> "none", other objects -> ``str()``, values
-    longer than :data:`MAX_LABEL_VALUE_LENGTH` cut) and admitted under a lock.
-
-    Once ``max_cardinality`` combinations are admitted, a new combination has each value that no
-    admitted combination uses in that position replaced by ``"other"``. If that folded combination
-    is itself admitted, it is used; otherwise the all-``"other"`` combination is, so a metric holds
-    at most ``max_cardinality + 1`` series. Every observation still lands in some series, so sums
-    and counts are preserved. ``dropped`` counts refused combinations: each distinct one once, as
-    long as the guard's bounded memo remembers it (under a flood of distinct values the memo is
-    flushed and a combination may be counted again, so read it as pressure, not as a census).
-
-    Children obtained before :meth:`MetricsCollector.reset_metrics` are detached from the
-    registry by it; call ``labels`` again afterwards.
-
-    Attributes:
-        name: the family name as exposed, e.g. ``"tinyllm_requests_total"``.
-        metric: the underlying prometheus metric.
-        label_names: the label names, plain strings.
-        max_cardinality: the cap on admitted combinations before folding starts.
-    """
-
-    __slots__ = (
-        "name",
-        "metric",
-        "label_names",
-        "max_cardinality",
-        "_fast",
-        "_children",
-        "_folded",
-        "_seen",
-        "_dropped",
-        "_lock",
-        "_generation",
-        "_memo_size",
-        "_all_other",
-        "_index",
-    )
-
-    def __init__(self, name: str, metric: _M, label_names: tuple[str, ...], max_cardinality: int):
-        self.name = name
-        self.metric: _M = metric
-        self.label_names = label_names
-        self.max_cardinality = max_cardinality
-        self._lock = threading.Lock()
-        self._memo_size = max(_MIN_MEMO_SIZE, 4 * max_cardinality)
-        self._all_other = (OTHER_LABEL_VALUE,) * len(label_names)
-        self._index = {n: i for i, n in enumerate(label_names)}
-        self._generation = 0
-        self._fast: dict[tuple[object, ...], _M] = {}
-        self._children: dict[tuple[str, ...], _M] = {}
-        self._folded: dict[tuple[str, ...], _M] = {}
-        self._seen: tuple[set[str], ...] = tuple(set() for _ in label_names)
-        self._dropped = 0
-
-    def labels(self, *values: object, **kv: object) -> _M:
-        """Return the prometheus child for these label values.
-
-        Args:
-            *values: one value per label, in ``label_names`` order.
-            **kv: label values by name instead (plain or :class:`MetricLabels` names).
-
-        Returns:
-            The child (``.inc()``, ``.set()``, ``.observe()`` ...); possibly the series of a
-            folded combination when the metric is at its cardinality cap.
-
-        Raises:
-            ValueError: the wrong number of values, or unknown / missing label names.
-
-        Example:
-            >>> c = MetricsCollector()
-            >>> c.requests_total.labels("gpt-x", "qa", "generate").inc()
-            >>> c.requests_total.labels(model="gpt-x", graph="qa", request_type="generate").inc()
-        """
-        if kv:
-            values = self._positional(values, kv)
-        try:
-            return self._fast[values]
-        except (KeyError, TypeError):  # TypeError: an unhashable value; resolved the slow way
-            return self._resolve(values)
-
-    @property
-    def cardinality(self) -> int:
-        """How many label combinations currently have a series (at most max_cardinality + 1)."""
-        return len(self._children)
-
-    @property
-    def dropped(self) -> int:
-        """How many label combinations were refused and folded into ``"other"``."""
-        return self._dropped
-
-    def reset(self) -> None:
-        """Remove every series and forget every admitted, folded and memoised combination."""
-        with self._lock:
-            self._generation += 1
-            self._fast.clear()
-            self._children.clear()
-            self._folded.clear()
-            for seen in self._seen:
-                seen.clear()
-            self._dropped = 0
-            self.metric.clear()
-            if not self.label_names:  # clear() leaves an unlabelled metric's value alone
-                self.metric._metric_init()
-
-    def __repr__(self) -> str:
-        return (
-            f"GuardedMetric({self.name!r}, labels={list(self.label_names)}, "
-            f"cardinality={self.cardinality}, dropped={self._dropped})"
-        )
-
-    # -- slow path ---------------------------------------------------------------------------
-
-    def _positional(
-        self, values: tuple[object, ...], kv: Mapping[str, object]
-    ) -> tuple[object, ...]:
-        if values:
-            raise ValueError(
-                f"{self.name}: pass label values either positionally or by name, not both"
-            )
-        out: list[object] = [_MISSING] * len(self.label_names)
-        for key, value in kv.items():
-            i = self._index.get(_label_name(key))
-            if i is None:
-                raise ValueError(
-                    f"{self.name} has no label {key!r}; its labels are {list(self.label_names)}"
-                )
-            out[i] = value
-        if any(v is _MISSING for v in out):
-            missing = [n for n, v in zip(self.label_names, out, strict=True) if v is _MISSING]
-            raise ValueError(f"{self.name}: missing label values for {missing}")
-        return tuple(out)
-
-    def _resolve(self, values: tuple[object, ...]) -> _M:
-        if len(values) != len(self.label_names):
-            raise ValueError(
-                f"{self.name} takes {len(self.label_names)} label values "
-                f"{list(self.label_names)}, got {len(values)}"
-            )
-        generation = self._generation
-        norm = tuple(_label_value(v) for v in values)
-        # Lock-free reads first: dict reads are atomic, and the lock is only for writes.
-        child = self._children.get(norm)
-        if child is None:
-            child = self._folded.get(norm)
-        if child is None or _memoizable(values):
-            with self._lock:
-                if child is None:
-                    child = self._children.get(norm)
-                    if child is None:
-                        child = self._folded.get(norm)
-                    if child is None:
-                        child = self._admit(norm)
-                # A reset between our reads and here makes `child` stale: use it for this one
-                # call (an observation racing a reset may be lost) but do not memoise it.
-                if generation == self._generation and _memoizable(values):
-                    if len(self._fast) >= self._memo_size:
-                        self._fast.clear()
-                    self._fast[values] = child
-        return child
-
-    def _admit(self, norm: tuple[str, ...]) -> _M:
-        # Called with self._lock held, for a normalised combination with no series yet.
-        if not norm:  # a family without labels: the metric itself is its one series
-            child = self._children[norm] = self.metric
-            return child
-        if len(self._children) < self.max_cardinality:
-            child = self._children[norm] = self.metric.labels(*norm)
-            for seen, value in zip(self._seen, norm, strict=True):
-                seen.add(value)
-            return child
-        if norm == self._all_other:  # the overflow series itself, asked for by name
-            child = self._children[norm] = self.metric.labels(*norm)
-            return child
-        folded = tuple(
-            value if value in seen else OTHER_LABEL_VALUE
-            for value, seen in zip(norm, self._seen, strict=True)
-        )
-        target = self._children.get(folded)
-        if target is None:
-            target = self._children.get(self._all_other)
-            if target is None:
-                target = self._children[self._all_other] = self.metric.labels(*self._all_other)
-        self._dropped += 1
-        if len(self._folded) >= self._memo_size:
-            self._folded.clear()
-        self._folded[norm] = target
-        return target
-
-
-_MISSING = object()
 
 
 class _Timed:
@@ -545,7 +265,7 @@ class MetricsCollector:
         labels: tuple[MetricLabels, ...],
         buckets: tuple[float, ...] | None = None,
     ) -> GuardedMetric[_M]:
-        names = tuple(_label_name(label) for label in labels)
+        names = tuple(label_name(label) for label in labels)
         extra: dict[str, Any] = {} if buckets is None else {"buckets": buckets}
         if kind is Gauge:
             # Multiprocess mode (configure_metrics): a gauge is the sum over live workers, so
@@ -878,7 +598,9 @@ def _check_max_cardinality(value: object) -> int:
 # --- the process-wide collector -------------------------------------------------------------------
 
 _collector: MetricsCollector | None = None
-_collector_lock = threading.Lock()
+# Re-entrant: a signal handler may record the first metric while this thread is creating the
+# collector. The handler's collector is then the one kept (see _create_collector).
+_collector_lock = threading.RLock()
 
 
 def get_metrics_collector() -> MetricsCollector:
@@ -904,7 +626,9 @@ def _create_collector() -> MetricsCollector:
     global _collector
     with _collector_lock:
         if _collector is None:
-            _collector = MetricsCollector()
+            created = MetricsCollector()
+            if _collector is None:  # not made meanwhile by a signal handler in this thread
+                _collector = created
         return _collector
 
 
@@ -939,125 +663,3 @@ def reset_metrics_collector() -> None:
         >>> reset_metrics_collector()
     """
     set_metrics_collector(None)
-
-
-# --- the metrics server ---------------------------------------------------------------------------
-
-
-def start_metrics_server(
-    port: int = 9090,
-    addr: str = "127.0.0.1",
-    collector: MetricsCollector | None = None,
-) -> tuple[Any, threading.Thread]:
-    """Serve ``/metrics`` for a collector with prometheus_client's own HTTP server, in a thread.
-
-    Only this machine can scrape it unless you ask for more: pass ``addr="0.0.0.0"`` (or
-    ``"::"``) to listen on every interface.
-
-    Args:
-        port: TCP port; 0 picks a free one (read it from ``server.server_port``).
-        addr: address to bind.
-        collector: whose registry to serve; the process-wide collector when None.
-
-    Returns:
-        ``(server, thread)``. Stop with ``server.shutdown(); server.server_close()``.
-
-    Raises:
-        ValueError: ``port`` is not a whole number in 0..65535.
-        OSError: the address cannot be bound (port in use, no permission); the message names
-            the address and says how to fix it.
-
-    Example:
-        >>> server, thread = start_metrics_server(port=0)
-        >>> port = server.server_port   # curl http://127.0.0.1:<port>/metrics
-        >>> server.shutdown(); server.server_close()
-    """
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise ValueError(
-            f"port must be a whole number in 0..65535 (0 picks a free one), got {port!r}"
-        )
-    if collector is None:
-        collector = get_metrics_collector()
-    registry = collector.registry
-    if _MULTIPROCESS.directory is not None:
-        # Every worker writes its values to files there; serve the aggregate of all of them.
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=_MULTIPROCESS.directory)
-    try:
-        server, thread = start_http_server(port, addr=addr, registry=registry)
-    except OSError as exc:
-        raise OSError(
-            exc.errno,
-            f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}; another process may "
-            f"hold the port: choose a free one (e.g. --port {port + 1 if 0 < port < 65535 else 0}, "
-            "or 0 for any) or stop the other process",
-        ) from exc
-    return server, thread
-
-
-# --- multiprocess mode ---------------------------------------------------------------------------
-
-#: prometheus_client's own variable: a folder where every process writes its metric values.
-ENV_MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
-
-
-class _Multiprocess:
-    __slots__ = ("directory",)
-
-    def __init__(self) -> None:
-        self.directory: str | None = None
-
-
-_MULTIPROCESS = _Multiprocess()
-
-
-def configure_metrics(*, multiprocess_dir: str | os.PathLike[str] | None = None) -> None:
-    """Switch on prometheus_client's multiprocess mode, for pre-fork servers (gunicorn-style).
-
-    Each worker then writes its values to files in ``multiprocess_dir`` and the metrics server
-    (:func:`start_metrics_server`, in any one process) serves their aggregate: counters and
-    histograms summed over all workers, dead ones included; gauges summed over live workers
-    (call :func:`mark_process_dead` from the server's child-exit hook). Call it in the parent
-    before forking workers. Limits of prometheus_client's mode: no exemplars, and each worker's
-    cardinality guard counts its own combinations.
-
-    Args:
-        multiprocess_dir: an existing, writable, preferably empty folder; None to use
-            ``PROMETHEUS_MULTIPROC_DIR`` if set (otherwise nothing changes).
-
-    Raises:
-        ValueError: the folder does not exist, is not a folder, or is not writable.
-
-    Example:
-        >>> configure_metrics(multiprocess_dir="/tmp/tinyllm-metrics")  # doctest: +SKIP
-    """
-    directory = multiprocess_dir if multiprocess_dir is not None else env_str(ENV_MULTIPROC_DIR)
-    if directory is None or not str(directory).strip():
-        return
-    path = os.fspath(directory)
-    if not os.path.isdir(path):
-        raise ValueError(
-            f"multiprocess_dir={path!r} is not an existing folder; create it first (and empty "
-            "it when the server starts, so values of an earlier run are not added in)"
-        )
-    if not os.access(path, os.W_OK):
-        raise ValueError(f"multiprocess_dir={path!r} is not writable by this process")
-    os.environ[ENV_MULTIPROC_DIR] = path  # read by prometheus_client, inherited by workers
-    prometheus_values.ValueClass = prometheus_values.MultiProcessValue()
-    _MULTIPROCESS.directory = path
-    reset_metrics_collector()  # families made from now on keep their values in those files
-
-
-def mark_process_dead(pid: int) -> None:
-    """Drop a dead worker's live gauges from the aggregate (multiprocess mode only).
-
-    Args:
-        pid: the worker's process id, e.g. from gunicorn's ``child_exit`` hook.
-    """
-    if _MULTIPROCESS.directory is not None:
-        prometheus_multiprocess.mark_process_dead(pid, _MULTIPROCESS.directory)
-
-
-def is_multiprocess() -> bool:
-    """Whether :func:`configure_metrics` switched multiprocess mode on."""
-    return _MULTIPROCESS.directory is not None
