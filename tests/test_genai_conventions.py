@@ -1,4 +1,4 @@
-"""The vocabulary: our names are the conventions' names, and redaction leaves every one of them alone."""
+"""The vocabulary: our names are the conventions' own, and redaction leaves every one alone."""
 
 from __future__ import annotations
 

@@ -181,9 +181,9 @@ def plan_kind(
                 attrs[c.EMBEDDING_MODEL_NAME] = model
         if provider is not None:
             attrs.update(provider_attributes(provider))
-    elif model is not None:
-        # A tool or agent may name the model it wraps; the request model is still useful to
-        # filter by, but no model-call attributes (a back-end would take it for a generation).
+    elif kind == "agent" and model is not None:
+        # The conventions' invoke_agent span names the agent's model; no llm.* model name, or
+        # a back-end would take the agent for one model call and count its tokens twice.
         attrs[c.GEN_AI_REQUEST_MODEL] = model
     if kind == "tool":
         attrs[c.GEN_AI_TOOL_NAME] = name

@@ -75,7 +75,7 @@ class _Writer:
                 arguments = get_field(call, "input")
                 if arguments is None:
                     arguments = get_field(call, "args")
-            call_id = get_field(call, "id") or get_field(call, "call_id")
+            call_id = get_field(call, "call_id") or get_field(call, "id")  # Responses: call_id
             if isinstance(call_id, str) and call_id:
                 self.attrs[key(self.direction, i, j, "id")] = bounded_text(call_id, _SHORT)
             if isinstance(name, str) and name:

@@ -39,6 +39,8 @@ TRUNCATION_MARKER = "...[truncated]"
 #: cut, would show its head).
 SCAN_MARGIN = 256
 _MIN_BUDGET = 64
+_MIN_TEXT = 16  # below this, a text is replaced by the marker alone
+_CLOSING_ROOM = 32
 _MAX_DEPTH = 32
 _DEPTH_MARKER = "...[too deep]"
 
@@ -108,8 +110,15 @@ class _Walk:
         self.truncated = False
 
     def text(self, value: str) -> str:
-        out = _bounded_text(value, max(self.left, _MIN_BUDGET), self.policy)
-        self.left -= len(out) + 2
+        # Room is kept for what closes the enclosing containers, so that a value slightly
+        # over budget is cut inside and stays structured JSON rather than becoming one string.
+        room = self.left - _CLOSING_ROOM
+        if room < _MIN_TEXT:
+            self.truncated = True
+            self.left -= len(TRUNCATION_MARKER) + 2
+            return TRUNCATION_MARKER
+        out = _bounded_text(value, room, self.policy)
+        self.left -= len(out.encode("utf-8")) + 2
         return out
 
     def value(self, value: Any, depth: int) -> Any:
@@ -138,7 +147,7 @@ class _Walk:
         if isinstance(value, float):
             return self.value(float(value), depth)
         if isinstance(value, (bytes, bytearray, memoryview)):
-            head = bytes(value[: self.left + SCAN_MARGIN])
+            head = bytes(value[: max(0, self.left) + SCAN_MARGIN])
             return self.text(head.decode("utf-8", "replace"))
         return self.obj(value, depth)
 
@@ -147,7 +156,7 @@ class _Walk:
         try:
             items = iter(value.items())
             for key, item in items:
-                if self.left <= 0:
+                if self.left <= _CLOSING_ROOM:
                     self.truncated = True
                     out[TRUNCATION_MARKER] = TRUNCATION_MARKER
                     break
@@ -177,7 +186,7 @@ class _Walk:
         out: list[Any] = []
         try:
             for item in value:
-                if self.left <= 0:
+                if self.left <= _CLOSING_ROOM:
                     self.truncated = True
                     out.append(TRUNCATION_MARKER)
                     break

@@ -134,7 +134,7 @@ def _check_tags(tags: Any) -> tuple[str, ...]:
             )
         if tag:
             out.append(bounded_text(tag, TAG_BYTES))
-    return tuple(out)
+    return _merge_tags((), tuple(out))  # no duplicates, at most MAX_TAGS
 
 
 def _check_metadata(metadata: Any) -> dict[str, Any]:
@@ -152,6 +152,8 @@ def _check_metadata(metadata: Any) -> dict[str, Any]:
 def _merge_tags(outer: tuple[str, ...], inner: tuple[str, ...]) -> tuple[str, ...]:
     if not inner:
         return outer
+    if not outer and len(inner) <= MAX_TAGS and len(set(inner)) == len(inner):
+        return inner
     merged = dict.fromkeys(outer)
     merged.update(dict.fromkeys(inner))
     tags = tuple(merged)
