@@ -387,3 +387,20 @@ def test_provider_attributes_can_be_left_to_the_decorator():
     info = read_result(anthropic_types.Message.model_validate(ANTHROPIC))
     attrs = result_attributes(info, include_provider=False)
     assert not {"gen_ai.provider.name", "gen_ai.system", "llm.provider"} & set(attrs)
+
+
+def test_the_apps_own_pydantic_models_and_dataclasses():
+    import pydantic
+
+    @pydantic.dataclasses.dataclass
+    class Reply:
+        model: str
+        usage: dict
+
+    class Loose(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(extra="allow")
+        model: str
+
+    assert read_result(Reply("m", {"input_tokens": 1, "output_tokens": 2})).total_tokens == 3
+    loose = Loose(model="x", usage={"prompt_tokens": 3, "completion_tokens": 1})
+    assert read_result(loose).total_tokens == 4  # an undeclared usage field is read too

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from .._errors import Stage, report_internal_error
 from . import conventions as c
-from .providers import provider_attributes, provider_of, provider_of_type
+from .providers import provider_attributes, provider_of_type
 
 __all__ = [
     "LLMResult",
@@ -124,8 +124,23 @@ class UsageCounts:
         return inp, out, total
 
 
-# type -> whether it is a Mapping: an ABC isinstance check costs more than the read itself.
-_MAPPING_TYPES: dict[type, bool] = {dict: True}
+# type -> how to read a field of its instances, decided once per type: a key of a mapping; a
+# field of a Pydantic model (every SDK's objects) straight from its __dict__, since a missing one
+# through getattr goes through Pydantic's __getattr__, which costs ~2 us per miss; or getattr.
+_MAPPING, _PYDANTIC, _ATTRIBUTE = 1, 2, 3
+_ACCESS: dict[type, int] = {dict: _MAPPING}
+
+
+def _access_of(obj: Any, cls: type) -> int:
+    if isinstance(obj, Mapping):
+        access = _MAPPING
+    elif hasattr(cls, "__pydantic_fields__") and isinstance(getattr(obj, "__dict__", None), dict):
+        access = _PYDANTIC
+    else:
+        access = _ATTRIBUTE
+    if len(_ACCESS) < _MAX_TYPES:
+        _ACCESS[cls] = access
+    return access
 
 
 def get_field(obj: Any, name: str) -> Any:
@@ -136,13 +151,16 @@ def get_field(obj: Any, name: str) -> Any:
         ('m', None)
     """
     cls = type(obj)
-    is_mapping = _MAPPING_TYPES.get(cls)
-    if is_mapping is None:
-        is_mapping = isinstance(obj, Mapping)
-        if len(_MAPPING_TYPES) < _MAX_TYPES:
-            _MAPPING_TYPES[cls] = is_mapping
-    if is_mapping:
+    access = _ACCESS.get(cls) or _access_of(obj, cls)
+    if access == _MAPPING:
         return obj.get(name)
+    if access == _PYDANTIC:
+        value = obj.__dict__.get(name)
+        if value is None:
+            extra = getattr(obj, "__pydantic_extra__", None)  # undeclared fields (x_groq...)
+            if extra:
+                value = extra.get(name)
+        return value
     return getattr(obj, name, None)
 
 
@@ -382,28 +400,23 @@ def read_result(result: Any) -> LLMResult | None:
             return _read(result, usage, model, None)
         kind = _READERS.get(cls) or _reader_for(cls)
         if kind == _SDK:
-            provider = provider_of(result)
-            usage = getattr(result, "usage", None)
+            usage = get_field(result, "usage")
             if usage is None:
-                usage = getattr(result, "usage_metadata", None)  # google-genai
-            model = getattr(result, "model", None)
+                usage = get_field(result, "usage_metadata")  # google-genai
+            model = get_field(result, "model")
             if model is None:
-                model = getattr(result, "model_version", None)  # google-genai
-            return _read(result, usage, model, provider)
+                model = get_field(result, "model_version")  # google-genai
+            return _read(result, usage, model, provider_of_type(cls))
         if kind == _USAGE_METADATA:
             return _read(
                 result,
-                getattr(result, "usage_metadata", None),
+                get_field(result, "usage_metadata"),
                 None,
                 None,
-                getattr(result, "response_metadata", None),
+                get_field(result, "response_metadata"),
             )
-        if isinstance(result, Mapping):
-            usage = result.get("usage")
-            model = result.get("model")
-        else:
-            usage = getattr(result, "usage", None)
-            model = getattr(result, "model", None)
+        usage = get_field(result, "usage")
+        model = get_field(result, "model")
         if usage is None and model is None:
             return None
         return _read(result, usage, model, None)

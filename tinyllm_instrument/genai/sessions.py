@@ -193,7 +193,7 @@ class using_attributes:  # noqa: N801 - the name OpenInference users know
         {'session_id': 'chat-42', 'user_id': '7'}
     """
 
-    __slots__ = ("_session_id", "_user_id", "_tags", "_metadata")
+    __slots__ = ("_session_id", "_user_id", "_tags", "_metadata", "_root")
 
     def __init__(
         self,
@@ -206,13 +206,14 @@ class using_attributes:  # noqa: N801 - the name OpenInference users know
         self._metadata = _check_metadata(metadata)
         self._session_id = _check_id(session_id, "session_id")
         self._user_id = _check_id(user_id, "user_id")
+        self._root = _Scope(self._session_id, self._user_id, self._tags, self._metadata, None, self)
 
     # -- as a context manager --------------------------------------------------------------
 
     def __enter__(self) -> using_attributes:
         outer = _SCOPE.get()
         if outer is None:
-            scope = _Scope(self._session_id, self._user_id, self._tags, self._metadata, None, self)
+            scope = self._root  # the same for every entry with nothing around it
         else:
             scope = _Scope(
                 self._session_id if self._session_id is not None else outer.session_id,
