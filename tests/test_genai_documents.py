@@ -80,6 +80,8 @@ def test_langchain_documents_and_scored_pairs():
     assert doc(attrs, 1, "metadata") is None  # empty metadata is not written
     pairs = document_attributes([(Document("gamma"), 0.42), (Document("delta"), 0.4)])
     assert (doc(pairs, 0, "content"), doc(pairs, 0, "score")) == ("gamma", 0.42)
+    texts = document_attributes([("plain text", 0.3), {"text": "t", "score": 0.1}])
+    assert (doc(texts, 0, "content"), doc(texts, 0, "score")) == ("plain text", 0.3)
 
 
 def test_llamaindex_nodes_with_score():

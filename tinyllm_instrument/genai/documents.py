@@ -64,6 +64,8 @@ def _parts(item: Any) -> tuple[Any, Any, Any, Any]:
     score = None
     if isinstance(item, tuple):
         item, score = item
+        if isinstance(item, str):
+            return item, None, score, None
     node = None if isinstance(item, Mapping) else getattr(item, "node", None)
     if node is not None and _has_content(node):  # LlamaIndex: the score is on the wrapper
         if score is None:
