@@ -184,3 +184,11 @@ def test_importing_the_kit_does_not_import_genai_prices_or_any_sdk():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_money_as_decimal_is_accepted():
+    from decimal import Decimal
+
+    pricer = make_pricer({"m": (Decimal("2.5"), Decimal("10"))})
+    assert pricer.price("m", None, CALL).total == pytest.approx(0.01)
+    assert make_pricer(lambda m, p, i, o: Decimal("0.25")).price("m", None, CALL).total == 0.25

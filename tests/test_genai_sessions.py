@@ -493,3 +493,37 @@ def test_a_child_process_joins_the_scope_from_its_environment():
         [sys.executable, "-c", child], env=env, capture_output=True, text=True, check=True
     )
     assert json.loads(out.stdout) == expected
+
+
+def test_used_as_a_bare_decorator_is_a_clear_error():
+    with pytest.raises(TypeError, match=r"write @using_attributes\(session_id=...\)"):
+
+        @using_attributes
+        def f() -> None:
+            pass
+
+
+def test_a_method_can_be_decorated():
+    class Bot:
+        @using_attributes(tags=["bot"])
+        def reply(self) -> dict[str, Any]:
+            return dict(session_attributes())
+
+    assert Bot().reply()["tag.tags"] == ["bot"]
+
+
+def test_a_scope_left_open_by_a_suspended_generator_does_not_stick():
+    # A plain `with` inside a generator body stays entered while the generator is suspended;
+    # leaving the outer scope must still restore what was there before it.
+    def body():
+        with using_attributes(session_id="inner"):
+            yield 1
+            yield 2
+
+    with using_attributes(session_id="outer"):
+        gen = body()
+        next(gen)
+        assert session_fields() == {"session_id": "inner"}  # the leak Python makes
+    assert session_fields() == {}  # gone once the outer scope is left
+    assert list(gen) == [2]  # the generator finishes later without disturbing anything
+    assert session_fields() == {}

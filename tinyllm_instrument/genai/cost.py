@@ -14,6 +14,7 @@ import inspect
 import math
 import re
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any, NamedTuple
 
 from .._errors import Stage, report_internal_error
@@ -134,7 +135,7 @@ def _checked(value: Any) -> Cost | None:
 
 
 def _usd(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         raise TypeError(f"price function returned {type(value).__name__}, not a number of USD")
     value = float(value)
     if not math.isfinite(value) or value < 0:
@@ -198,7 +199,7 @@ def make_pricer(prices: Any) -> Pricer:
 
 def _is_price(value: Any) -> bool:
     return (
-        isinstance(value, (int, float))
+        isinstance(value, (int, float, Decimal))
         and not isinstance(value, bool)
         and math.isfinite(value)
         and value >= 0

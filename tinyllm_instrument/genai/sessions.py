@@ -185,7 +185,7 @@ class using_attributes:  # noqa: N801 - the name OpenInference users know
 
     Raises:
         TypeError: ``tags`` is a string or not an iterable of strings; ``metadata`` is not a
-            mapping.
+            mapping; or it decorates a function without being called (``@using_attributes``).
 
     Example:
         >>> with using_attributes(session_id="chat-42", user_id=7, tags=["beta"]):
@@ -202,6 +202,11 @@ class using_attributes:  # noqa: N801 - the name OpenInference users know
         tags: Iterable[str] | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
+        if callable(session_id) and user_id is None and tags is None and metadata is None:
+            raise TypeError(
+                "using_attributes is used with arguments: write @using_attributes(session_id=...)"
+                " above the function, not @using_attributes"
+            )
         self._tags = _check_tags(tags)
         self._metadata = _check_metadata(metadata)
         self._session_id = _check_id(session_id, "session_id")
