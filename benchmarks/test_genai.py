@@ -31,6 +31,8 @@ from tinyllm_instrument.genai import (
 from tinyllm_instrument.genai.sessions import on_start
 
 LOOPS = 1000
+#: Cases slower than the rest run fewer units per call.
+PER_CALL = {"cost_genai_prices": 50}
 
 CHAT = openai_chat.ChatCompletion.model_validate(
     {
@@ -128,12 +130,14 @@ def _cases() -> dict[str, Callable[[], None]]:
         "using_attributes_enter_exit": _each(spans, enter_exit),
         "payload_small_dict": _each([{"q": "hello", "k": 3}] * LOOPS, serialize_payload),
         "cost_mapping": _each([INFO] * LOOPS, lambda i: pricer.price("gpt-4o", None, i)),
-        "cost_genai_prices": _each([INFO] * 50, lambda i: genai_prices.price("gpt-4o", "openai", i)),
+        "cost_genai_prices": _each(
+            [INFO] * PER_CALL["cost_genai_prices"],
+            lambda i: genai_prices.price("gpt-4o", "openai", i),
+        ),
     }
 
 
 CASES = _cases()
-PER_CALL = {"cost_genai_prices": 50}
 
 
 @pytest.mark.parametrize("genai_case", list(CASES))
