@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter, SpanExportResult
 
 from .._errors import Stage, report_internal_error
+from ..redaction import safe_text
 from ..tree import TreeSpanExporter
 from .config import TelemetryConfig
 from .pipeline import ExportPipeline
@@ -96,10 +97,11 @@ def _build_exporter(config: TelemetryConfig) -> SpanExporter | None:
             endpoint=endpoint, headers=headers or None, timeout=config.export_timeout
         )
     except Exception as exc:
+        # The endpoint may hold a password and the library's message may echo it, or a header.
         raise ValueError(
-            f"cannot build the OTLP {config.otlp_protocol} exporter for {endpoint!r}: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
+            f"cannot build the OTLP {config.otlp_protocol} exporter for "
+            f"{safe_text(repr(endpoint))}: {type(exc).__name__}: {safe_text(exc)}"
+        ) from None
 
 
 def build_processors(config: TelemetryConfig) -> tuple[SpanProcessor, ...]:
