@@ -1276,7 +1276,9 @@ def test_import_configures_nothing_and_first_configure_registers_atexit_once():
         assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
         assert atexit._ncallbacks() == before, "import registered an atexit hook"
         t.configure_telemetry(t.TelemetryConfig(enable_tracing=True, exporter="none"))
-        assert trace.get_tracer_provider().__class__.__module__ == "opentelemetry.sdk.trace"
+        provider = trace.get_tracer_provider()
+        assert type(provider).__name__ == "KitTracerProvider", provider
+        assert provider.resource.attributes["service.name"] == "tinyllm"
         assert atexit._ncallbacks() == before + 1
         t.configure_telemetry(t.TelemetryConfig(enable_tracing=True, exporter="none"))
         assert atexit._ncallbacks() == before + 1
