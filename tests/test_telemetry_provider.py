@@ -339,3 +339,44 @@ def test_a_forked_child_does_not_repeat_the_parent_ids():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "0"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork exists only on POSIX")
+def test_a_child_forked_inside_an_open_span_neither_exports_nor_counts_the_parents_span(
+    grpc_receiver,
+):
+    result = _python(
+        """
+        import os, sys
+        from prometheus_client import CollectorRegistry
+        from tinyllm_instrument.metrics import MetricsCollector, set_metrics_collector
+        from tinyllm_instrument.telemetry import (
+            TelemetryConfig, configure_telemetry, shutdown_telemetry, trace_span,
+        )
+
+        collector = MetricsCollector(registry=CollectorRegistry())
+        set_metrics_collector(collector)
+        configure_telemetry(TelemetryConfig(enable_tracing=True, exporter="otlp",
+                                            otlp_endpoint=sys.argv[1]))
+        with trace_span("parent_work"):
+            pid = os.fork()
+            if pid == 0:
+                with trace_span("child_work"):
+                    pass
+        # Both processes end the span here; each shuts down and reports its own counts.
+        shutdown_telemetry()
+        get = collector.registry.get_sample_value
+        side = "child" if pid == 0 else "parent"
+        line = f"{side} {get('tinyllm_spans_exported_total')} "
+        line += f"{get('tinyllm_spans_dropped_total', {'reason': 'unfinished'})}\\n"
+        os.write(1, line.encode())  # one write: the two processes share the pipe
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        """,
+        grpc_receiver.endpoint,
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.splitlines()) == ["child 1.0 None", "parent 1.0 None"]
+    spans = grpc_receiver.wait_for(2)
+    assert sorted(s.name for s in spans) == ["child_work", "parent_work"]  # no duplicate
