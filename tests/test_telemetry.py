@@ -830,6 +830,58 @@ def test_exporter_construction_errors_are_a_clear_value_error(monkeypatch):
         )
 
 
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_exporter_construction_errors_do_not_echo_credentials(monkeypatch, protocol):
+    from opentelemetry.exporter.otlp.proto.grpc import trace_exporter as grpc_module
+    from opentelemetry.exporter.otlp.proto.http import trace_exporter as http_module
+
+    def broken(*args: Any, endpoint: str = "", **kwargs: Any) -> None:
+        # What client libraries do: the failing URL, credentials and all, in the message.
+        raise RuntimeError(f"cannot reach {endpoint} with api_key=sk-live-abcdefgh12345678")
+
+    module = grpc_module if protocol == "grpc" else http_module
+    monkeypatch.setattr(module, "OTLPSpanExporter", broken)
+    with pytest.raises(ValueError) as info:
+        configure_telemetry(
+            TelemetryConfig(
+                enable_tracing=True,
+                exporter="otlp",
+                otlp_protocol=protocol,
+                otlp_endpoint="http://tracer:hunter2-pass@127.0.0.1:1",
+            )
+        )
+    message = str(info.value)
+    assert "cannot build the OTLP" in message and "127.0.0.1:1" in message
+    assert "hunter2" not in message and "sk-live-abcdefgh12345678" not in message
+    assert "[REDACTED]" in message
+
+
+def test_config_repr_shows_header_names_but_no_secret():
+    config = TelemetryConfig(
+        otlp_headers={
+            "x-honeycomb-team": "hc-team-key-123456",
+            "authorization": "Bearer abcdefgh1",
+        },
+        otlp_endpoint="http://tracer:hunter2-pass@collector:4317",
+        resource_attributes={"deployment.environment": "prod", "api_key": "sk-live-abcdefgh1234"},
+    )
+    for text in (repr(config), str(config), f"{config}"):
+        assert "x-honeycomb-team" in text and "authorization" in text
+        for secret in ("hc-team-key-123456", "abcdefgh1", "hunter2", "sk-live-abcdefgh1234"):
+            assert secret not in text, text
+        assert "deployment.environment" in text and "prod" in text
+        assert "collector:4317" in text
+    assert config.otlp_headers == {
+        "x-honeycomb-team": "hc-team-key-123456",
+        "authorization": "Bearer abcdefgh1",
+    }  # the values themselves are intact: only what is shown is redacted
+    assert config == TelemetryConfig(
+        otlp_headers=dict(config.otlp_headers or {}),
+        otlp_endpoint=config.otlp_endpoint,
+        resource_attributes=dict(config.resource_attributes or {}),
+    )
+
+
 # --------------------------------------------------------------------------------------------------
 # TelemetryConfig validation and endpoint resolution
 # --------------------------------------------------------------------------------------------------
@@ -1224,7 +1276,9 @@ def test_import_configures_nothing_and_first_configure_registers_atexit_once():
         assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
         assert atexit._ncallbacks() == before, "import registered an atexit hook"
         t.configure_telemetry(t.TelemetryConfig(enable_tracing=True, exporter="none"))
-        assert trace.get_tracer_provider().__class__.__module__ == "opentelemetry.sdk.trace"
+        provider = trace.get_tracer_provider()
+        assert type(provider).__name__ == "KitTracerProvider", provider
+        assert provider.resource.attributes["service.name"] == "tinyllm"
         assert atexit._ncallbacks() == before + 1
         t.configure_telemetry(t.TelemetryConfig(enable_tracing=True, exporter="none"))
         assert atexit._ncallbacks() == before + 1

@@ -4,15 +4,28 @@ The pillar is a package, one concern per module; this module re-exports the publ
 guide's imports (``from tinyllm_instrument.telemetry import trace_span``) do not change:
 
 * :mod:`.config`: ``TelemetryConfig``, validated when made;
-* :mod:`.provider`: the process-wide provider, its switchable sampler and span processor;
+* :mod:`.provider`: the process-wide state: configure, reconfigure, shut down; the span
+  processor fan-out;
+* :mod:`.proxy`: the kit's global provider, a proxy over the SDK provider of each configuration;
+* :mod:`.ids`: trace and span ids from the kit's own entropy;
 * :mod:`.pipeline`: the export queue and thread, where every span is exported or counted;
+* :mod:`.drops`: counting dropped spans and reporting them in few lines;
 * :mod:`.exporters`: OTLP, console and tree exporters behind the pipeline;
+* :mod:`.otel_logs`: OpenTelemetry's own log records during the kit's calls;
 * :mod:`.spans`: the one span layer (attribute conversion, error recording, span helpers);
 * :mod:`.propagation`: W3C headers, threads and pools;
 * :mod:`.lifecycle`: SIGTERM and the process's end.
+
+Importing the package loads the OpenTelemetry API only. ``proxy``, ``ids``, ``pipeline`` and
+``exporters`` need the SDK, whose import reads (and may reject) ``OTEL_*`` variables: they are
+imported by the first ``configure_telemetry`` that enables tracing, or on first attribute access
+(``telemetry.exporters``).
 """
 
 from __future__ import annotations
+
+import importlib
+from types import ModuleType
 
 from .config import (
     DEFAULT_OTLP_GRPC_ENDPOINT,
@@ -23,8 +36,8 @@ from .config import (
     OTLP_PROTOCOLS,
     TelemetryConfig,
 )
+from .drops import DROP_REASONS, DROP_WARNING_INTERVAL
 from .lifecycle import SIGTERM_EXIT_CODE, unwind_on_sigterm
-from .pipeline import DROP_REASONS, DROP_WARNING_INTERVAL
 from .propagation import extract_context, inject_context
 from .provider import (
     TRACER_NAME,
@@ -80,3 +93,12 @@ __all__ = [
     "traced",
     "unwind_on_sigterm",
 ]
+
+#: Submodules that import the OpenTelemetry SDK: loaded on first use, never by the package import.
+_SDK_SUBMODULES = frozenset({"exporters", "ids", "pipeline", "proxy"})
+
+
+def __getattr__(name: str) -> ModuleType:
+    if name in _SDK_SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
 from .. import _config
-from ..redaction import get_redaction_policy
+from ..redaction import REDACTED, get_redaction_policy
 
 __all__ = [
     "DEFAULT_OTLP_GRPC_ENDPOINT",
@@ -19,7 +20,10 @@ __all__ = [
     "EXPORTERS",
     "ON_QUEUE_FULL",
     "OTLP_PROTOCOLS",
+    "SDK_LIMIT_VARIABLES",
     "TelemetryConfig",
+    "check_sdk_environment",
+    "sdk_error_line",
 ]
 
 
@@ -41,16 +45,71 @@ _HTTP_TRACES_PATH = "/v1/traces"
 ON_QUEUE_FULL = ("block", "drop", "export_inline")
 
 
+#: Characters of a value shown at most in an error message.
+_SHOWN_MAX = 200
+
+
 def _shown(value: object) -> str:
-    """``repr(value)`` for an error message, with anything secret-shaped redacted.
+    """``repr(value)`` for an error message, with anything secret-shaped redacted, cut short.
 
     Error messages end up in logs and terminals; a password in an endpoint URL or a key pasted
     into the wrong field must not be echoed back.
     """
     try:
-        return get_redaction_policy().redact_text(repr(value))
+        text = get_redaction_policy().redact_text(repr(value))
     except Exception:
         return f"<{type(value).__name__}>"
+    return text if len(text) <= _SHOWN_MAX else text[: _SHOWN_MAX - 1] + "…"
+
+
+#: The OpenTelemetry SDK's span limits, read from the environment when ``opentelemetry.sdk.trace``
+#: is imported and when a provider is built: each a non-negative integer, or "unset" (no limit).
+SDK_LIMIT_VARIABLES = (
+    "OTEL_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_SPAN_EVENT_COUNT_LIMIT",
+    "OTEL_SPAN_LINK_COUNT_LIMIT",
+)
+_LIMIT_ALLOWED = "must be a non-negative integer (or 'unset' for no limit)"
+# The SDK's own message for the same mistake, as raised from SpanLimits.
+_SDK_LIMIT_ERROR = re.compile(r"^(OTEL_[A-Z_]+) must be a non-negative integer but got (.*)$")
+
+
+def check_sdk_environment() -> None:
+    """Check the ``OTEL_*`` variables that the SDK would reject when imported or used.
+
+    Raises:
+        ValueError: one line naming the variable and what it may hold, e.g.
+            ``OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT='abc': must be a non-negative integer (or 'unset'
+            for no limit)``.
+
+    Example:
+        >>> check_sdk_environment()  # nothing set, nothing wrong
+    """
+    for name in SDK_LIMIT_VARIABLES:
+        raw = _config.env_str(name)
+        if raw is None or raw.lower() == "unset":
+            continue
+        try:
+            ok = int(raw) >= 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"{name}={_shown(raw)}: {_LIMIT_ALLOWED}")
+
+
+def sdk_error_line(exc: Exception) -> str:
+    """One line for a ValueError the SDK raised about its environment, in the kit's words."""
+    text = str(exc).strip()
+    match = _SDK_LIMIT_ERROR.match(text)
+    if match is not None:
+        return f"{match.group(1)}={_shown(match.group(2))}: {_LIMIT_ALLOWED}"
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return f"the OpenTelemetry SDK refused its environment: {_shown(first)[1:-1]}"
 
 
 def _reject(field_name: str, value: object, allowed: str) -> ValueError:
@@ -131,7 +190,7 @@ def _validate_base_url(url: str, source: str) -> str:
     return url.strip().rstrip("/")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class TelemetryConfig:
     """How the kit traces; validated at construction (ValueError naming field, value, allowed).
 
@@ -175,6 +234,9 @@ class TelemetryConfig:
             one ``block_timeout``. Every dropped span is counted in
             ``tinyllm_spans_dropped_total{reason}``.
         block_timeout: seconds one span end may wait for room ("block", "export_inline").
+
+    ``repr()`` shows the header names but never their values, and the endpoint and resource
+    attributes through the kit's redaction policy: a config may be logged.
 
     Raises:
         ValueError: a field holds a value outside what is allowed.
@@ -262,6 +324,28 @@ class TelemetryConfig:
         except ValueError:
             if self.otlp_endpoint is not None or self.exporter == "otlp":
                 raise
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in fields(self):
+            if f.repr:
+                shown.append(f"{f.name}={self._shown_field(f.name, getattr(self, f.name))}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    @staticmethod
+    def _shown_field(name: str, value: Any) -> str:
+        if value is None:
+            return "None"
+        try:
+            if name == "otlp_headers":
+                # Headers carry credentials whatever their names: show the names only.
+                return repr(dict.fromkeys(value, REDACTED))
+            policy = get_redaction_policy()
+            if name == "resource_attributes":
+                value = policy.redact(dict(value))
+            return policy.redact_text(repr(value))
+        except Exception:  # a repr must not raise, and must not fall back to the raw value
+            return "<?>"
 
     def _resolve(self) -> str:
         if self.otlp_endpoint is not None:

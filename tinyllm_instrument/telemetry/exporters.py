@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import sys
 from collections.abc import Sequence
 from typing import Any, cast
@@ -12,41 +13,90 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter, SpanExportResult
 
 from .._errors import Stage, report_internal_error
+from ..redaction import safe_text
 from ..tree import TreeSpanExporter
 from .config import TelemetryConfig
+from .drops import one_line
+from .otel_logs import captured, first_message, watch
 from .pipeline import ExportPipeline
 
 __all__ = ["build_processors"]
 
+#: Loggers that the OTLP exporters' HTTP stack logs retries on, besides the exporters' own.
+_TRANSPORT_LOGGERS = ("urllib3.connectionpool",)
+
 
 class _GuardedExporter(SpanExporter):
-    """Wraps the real exporter so that its faults are reported and counted, not raised or lost."""
+    """Wraps the real exporter so that its faults are reported and counted, not raised or lost.
 
-    def __init__(self, inner: SpanExporter) -> None:
+    While the inner exporter runs, the records of its own loggers are captured instead of printed
+    (one line per retry and per failed batch otherwise); the first of them, or the exception,
+    becomes :attr:`last_failure`, which the pipeline reports once per kind of failure.
+
+    Attributes:
+        last_failure: what went wrong in the last export that did not succeed, one short line.
+        check_hint: how a person checks the destination (a ``tinyllm-instrument health``
+            command), or None.
+    """
+
+    def __init__(self, inner: SpanExporter, check_hint: str | None = None) -> None:
         self.inner = inner
+        self.check_hint = check_hint
+        self.last_failure: str | None = None
+        self._records: list[logging.LogRecord] = []  # of the export in progress
+        watch(_logger_names(inner))
+
+    def pending_failure(self) -> str | None:
+        """What the exporter has said so far about the export still in progress (retrying)."""
+        cause = first_message(list(self._records))
+        return one_line(safe_text(cause)) if cause else None
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        try:
-            return self.inner.export(spans)
-        except Exception as exc:
-            report_internal_error(Stage.SPAN_EXPORT, exc)
-            return SpanExportResult.FAILURE
+        with captured() as records:
+            self._records = records
+            try:
+                result = self.inner.export(spans)
+            except Exception as exc:
+                report_internal_error(Stage.SPAN_EXPORT, exc)
+                self.last_failure = one_line(f"{type(exc).__name__}: {safe_text(exc)}")
+                return SpanExportResult.FAILURE
+        if result is not SpanExportResult.SUCCESS:
+            cause = first_message(records)
+            if cause is not None:
+                self.last_failure = one_line(safe_text(cause))
+            elif self.last_failure is None:
+                self.last_failure = "the exporter reported a failure"
+            # else: nothing new was said, the same failure again (the exporter de-duplicates)
+        return result
 
     def shutdown(self, timeout_millis: float = 30000) -> None:
-        try:
-            if "timeout_millis" in inspect.signature(self.inner.shutdown).parameters:
-                self.inner.shutdown(timeout_millis=timeout_millis)  # type: ignore[call-arg]
-            else:
-                self.inner.shutdown()
-        except Exception as exc:
-            report_internal_error(Stage.SPAN_EXPORT, exc)
+        with captured():
+            try:
+                if "timeout_millis" in inspect.signature(self.inner.shutdown).parameters:
+                    self.inner.shutdown(timeout_millis=timeout_millis)  # type: ignore[call-arg]
+                else:
+                    self.inner.shutdown()
+            except Exception as exc:
+                report_internal_error(Stage.SPAN_EXPORT, exc)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        try:
-            return self.inner.force_flush(timeout_millis)
-        except Exception as exc:
-            report_internal_error(Stage.SPAN_EXPORT, exc)
-            return False
+        with captured():
+            try:
+                return self.inner.force_flush(timeout_millis)
+            except Exception as exc:
+                report_internal_error(Stage.SPAN_EXPORT, exc)
+                return False
+
+
+def _logger_names(exporter: object) -> list[str]:
+    """The loggers an exporter's code logs on: the module of each class it is made of (the
+    OpenTelemetry exporters use ``getLogger(__name__)``), and their HTTP transport's."""
+    names = [
+        klass.__module__
+        for klass in type(exporter).__mro__
+        if klass.__module__.startswith("opentelemetry.exporter.")
+    ]
+    return names + list(_TRANSPORT_LOGGERS) if names else names
 
 
 class _CurrentStdout:
@@ -57,6 +107,18 @@ class _CurrentStdout:
 
     def flush(self) -> None:
         sys.stdout.flush()
+
+
+def _check_hint(config: TelemetryConfig) -> str:
+    """The command that checks the collector: ``health`` takes the base URL, as the user does."""
+    endpoint = config.resolved_endpoint()
+    command = "tinyllm-instrument health --otlp-endpoint "
+    if config.otlp_protocol == "grpc":
+        command += safe_text(endpoint)
+    else:  # health appends /v1/traces itself
+        command += safe_text(endpoint.removesuffix("/v1/traces"))
+        command += f" --otlp-protocol {config.otlp_protocol}"
+    return f"check the collector with: {command}"
 
 
 def _build_exporter(config: TelemetryConfig) -> SpanExporter | None:
@@ -96,10 +158,11 @@ def _build_exporter(config: TelemetryConfig) -> SpanExporter | None:
             endpoint=endpoint, headers=headers or None, timeout=config.export_timeout
         )
     except Exception as exc:
+        # The endpoint may hold a password and the library's message may echo it, or a header.
         raise ValueError(
-            f"cannot build the OTLP {config.otlp_protocol} exporter for {endpoint!r}: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
+            f"cannot build the OTLP {config.otlp_protocol} exporter for "
+            f"{safe_text(repr(endpoint))}: {type(exc).__name__}: {safe_text(exc)}"
+        ) from None
 
 
 def build_processors(config: TelemetryConfig) -> tuple[SpanProcessor, ...]:
@@ -107,4 +170,5 @@ def build_processors(config: TelemetryConfig) -> tuple[SpanProcessor, ...]:
     exporter = _build_exporter(config)
     if exporter is None:
         return ()
-    return (ExportPipeline(_GuardedExporter(exporter), config),)
+    hint = _check_hint(config) if config.exporter == "otlp" else None
+    return (ExportPipeline(_GuardedExporter(exporter, hint), config),)

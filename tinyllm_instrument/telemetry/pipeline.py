@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 import time
@@ -19,78 +18,11 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from .._errors import KIT_LOGGER_NAME, Stage, report_internal_error
 from .config import TelemetryConfig
+from .drops import DropLedger, DropReport, count_exported, merged
 
-__all__ = ["DROP_REASONS", "DROP_WARNING_INTERVAL", "ExportPipeline", "shutdown_processors"]
+__all__ = ["ExportPipeline", "shutdown_processors"]
 
 _log = logging.getLogger(KIT_LOGGER_NAME)
-
-
-#: Values of the ``reason`` label of ``tinyllm_spans_dropped_total``: the export queue was full, the
-#: exporter reported failure (after its own retries), or telemetry shut down before the span was
-#: sent.
-DROP_REASONS = ("queue_full", "export_failed", "shutdown")
-#: Seconds between two warnings about dropped spans; each gives the count since the one before.
-DROP_WARNING_INTERVAL = 10.0
-
-
-def _count_exported(n: int) -> None:
-    # Resolved at count time, so a collector swapped in by set_metrics_collector() gets the counts.
-    try:
-        from ..metrics import get_metrics_collector
-
-        get_metrics_collector().spans_exported.labels().inc(n)
-    except Exception:  # pragma: no cover - counting must not be the thing that breaks
-        pass
-
-
-class _DropLedger:
-    """Counts dropped spans in ``tinyllm_spans_dropped_total{reason}`` and warns about them.
-
-    One warning at most every :data:`DROP_WARNING_INTERVAL` seconds, with the counts since the
-    previous one; never one per span. The pipeline's thread calls :meth:`warn_if_due` on every
-    wake, so drops that stop are still reported within about one interval.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pending: dict[str, int] = {}
-        self._last_warning = -math.inf
-
-    def add(self, reason: str, n: int) -> None:
-        if n <= 0:
-            return
-        try:
-            from ..metrics import get_metrics_collector
-
-            get_metrics_collector().spans_dropped.labels(reason).inc(n)
-        except Exception:  # pragma: no cover - counting must not be the thing that breaks
-            pass
-        with self._lock:
-            self._pending[reason] = self._pending.get(reason, 0) + n
-        self.warn_if_due()
-
-    def warn_if_due(self, *, force: bool = False) -> None:
-        with self._lock:
-            now = time.monotonic()
-            if not self._pending or (
-                not force and now - self._last_warning < DROP_WARNING_INTERVAL
-            ):
-                return
-            pending, self._pending = self._pending, {}
-            self._last_warning = now
-        try:
-            _log.warning(
-                "tinyllm_instrument: %d span(s) dropped since the last report (%s); counted in "
-                "tinyllm_spans_dropped_total{reason}",
-                sum(pending.values()),
-                ", ".join(f"{reason}={n}" for reason, n in sorted(pending.items())),
-            )
-        except Exception:  # pragma: no cover - a broken handler must not break the span path
-            pass
-
-
-#: Counts spans that end after shutdown took their pipeline away.
-LATE_SPANS = _DropLedger()
 
 
 class ExportPipeline(SpanProcessor):
@@ -113,7 +45,17 @@ class ExportPipeline(SpanProcessor):
     at-fork hook). The queue may hold up to one span per concurrently ending thread beyond
     ``max_queue_size``, since the length check and the append are not one atomic step; it is
     still bounded.
+
+    Locks: a signal handler runs between two bytecodes of the main thread, possibly while this
+    thread holds one of the pipeline's locks, and the handler's observed call ends a span here
+    too. So the locks a span end can take (the room condition, the drop ledger) and the one
+    shutdown takes (the accounting lock) are re-entrant. The export lock is not, on purpose: one
+    export at a time; it is only ever taken without blocking or with a timeout.
     """
+
+    #: Only ``on_end`` does anything: the kit's fan-out does not call ``on_start`` /
+    #: ``_on_ending`` (one call per span saved each).
+    ends_only = True
 
     def __init__(self, exporter: SpanExporter, config: TelemetryConfig) -> None:
         self._exporter = exporter
@@ -122,7 +64,8 @@ class ExportPipeline(SpanProcessor):
         self._schedule_delay = config.schedule_delay
         self._mode = config.on_queue_full
         self._block_timeout = config.block_timeout
-        self._ledger = _DropLedger()
+        self._hint: str | None = getattr(exporter, "check_hint", None)
+        self._ledger = DropLedger(self._hint)
         self._init_runtime()
         if hasattr(os, "register_at_fork"):
             weak = weakref.WeakMethod(self._after_fork)
@@ -138,10 +81,11 @@ class ExportPipeline(SpanProcessor):
         self._queue: deque[ReadableSpan] = deque()
         self._wake = threading.Event()
         self._woken = False
-        self._room = threading.Condition(threading.Lock())
+        self._room = threading.Condition(threading.RLock())
         self._waiters = 0
         self._export_lock = threading.Lock()
-        self._ledger_lock = threading.Lock()  # taking a batch out / abandoning it are one step
+        # Taking a batch out and abandoning the queue are each one step under this lock.
+        self._ledger_lock = threading.RLock()
         self._in_flight: list[ReadableSpan] | None = None
         self._may_block = True
         self._closed = False
@@ -154,7 +98,7 @@ class ExportPipeline(SpanProcessor):
         # The parent's spans are the parent's to export and count; the child starts empty, with
         # locks that no thread of the parent can be holding.
         if not self._closed:
-            self._ledger = _DropLedger()
+            self._ledger = DropLedger(self._hint)
             self._init_runtime()
 
     # -- the span path -------------------------------------------------------------------------
@@ -251,8 +195,14 @@ class ExportPipeline(SpanProcessor):
             queue = self._queue
             if self._abandoned or not queue:
                 return
-            batch = [queue.popleft() for _ in range(min(len(queue), self._batch_size))]
+            # In flight before the first span leaves the queue: a shutdown that interrupts this
+            # (a signal handler) finds every span either queued or in flight, and counts it.
+            batch: list[ReadableSpan] = []
             self._in_flight = batch
+            while queue and len(batch) < self._batch_size:
+                batch.append(queue.popleft())
+            if self._abandoned:
+                return
         if self._waiters:
             with self._room:
                 self._room.notify_all()
@@ -271,10 +221,12 @@ class ExportPipeline(SpanProcessor):
             self._in_flight = None
         if result is SpanExportResult.SUCCESS:
             self._may_block = True
-            _count_exported(len(batch))
+            count_exported(len(batch))
         else:
             self._may_block = False
-            self._ledger.add("export_failed", len(batch))
+            cause = getattr(self._exporter, "last_failure", None) or "the exporter said so"
+            # Reported once per kind of failure; at shutdown, in the one closing line instead.
+            self._ledger.add("export_failed", len(batch), cause=cause, quiet=self._closed)
 
     # -- flush and shutdown --------------------------------------------------------------------
 
@@ -294,15 +246,24 @@ class ExportPipeline(SpanProcessor):
                 self._export_lock.release()
 
     def shutdown(self, timeout_millis: float = 30000) -> None:
-        """Export what is queued, waiting at most ``timeout_millis``; count the rest as dropped."""
+        """Export what is queued, waiting at most ``timeout_millis``; count the rest as dropped,
+        and report the drops not reported yet in one line."""
+        self.close(timeout_millis).log()
+
+    def close(self, timeout_millis: float = 30000) -> DropReport:
+        """:meth:`shutdown` without the line: the drops not reported yet are returned instead, so
+        that several pipelines and the spans left open end in one line together."""
         if self._closed:
-            return
-        deadline = time.monotonic() + timeout_millis / 1000
+            return DropReport()
+        timeout = timeout_millis / 1000
+        deadline = time.monotonic() + timeout
         self._closed = True
         self._wake.set()
         with self._room:
             self._room.notify_all()
-        self._worker.join(max(deadline - time.monotonic(), 0.0))
+        # Keep a little of the bound for closing the exporter, so the whole stays within it.
+        reserve = min(0.25, timeout / 4)
+        self._worker.join(max(deadline - time.monotonic() - reserve, 0.0))
         # What the export thread did not send by now is counted, including a span a racing
         # thread appended after the thread's last look at the queue.
         with self._ledger_lock:
@@ -310,21 +271,24 @@ class ExportPipeline(SpanProcessor):
             unsent = len(self._in_flight or ()) + len(self._queue)
             self._in_flight = None
             self._queue.clear()
-        self._ledger.add("shutdown", unsent)
-        if self._worker.is_alive():
-            _log.warning(
-                "tinyllm_instrument: span export did not finish within %.1fs; %d unsent spans are "
-                'dropped (counted in tinyllm_spans_dropped_total{reason="shutdown"})',
-                timeout_millis / 1000,
-                unsent,
-            )
+        self._ledger.add("shutdown", unsent, quiet=True)
+        stuck = self._worker.is_alive()
+        if stuck:
+            # Why the export in flight has not come back, if its exporter said so already.
+            pending = getattr(self._exporter, "pending_failure", None)
+            cause = pending() if callable(pending) else None
+            if cause:
+                self._ledger.note(cause)
+        report = self._ledger.take()
+        if stuck:
+            report.notes.append(f"export did not finish within {timeout:.1f}s")
         # Closing the exporter also ends an export still retrying on the abandoned thread.
         _call_bounded(
             lambda: self._exporter.shutdown(),
-            max(deadline - time.monotonic(), 0.5),
+            max(deadline - time.monotonic(), 0.0),
             Stage.SPAN_SHUTDOWN,
         )
-        self._ledger.warn_if_due(force=True)
+        return report
 
 
 def _call_bounded(func: Callable[[], object], timeout: float, stage: str) -> bool:
@@ -346,23 +310,25 @@ def _call_bounded(func: Callable[[], object], timeout: float, stage: str) -> boo
     return not worker.is_alive()
 
 
-def shutdown_processors(processors: Sequence[SpanProcessor], timeout: float) -> bool:
+def shutdown_processors(
+    processors: Sequence[SpanProcessor], timeout: float, *, report: DropReport | None = None
+) -> bool:
     """Flush and shut down ``processors`` within ``timeout`` seconds; True if they finished in time.
 
-    The kit's pipelines bound their own wait and count what they could not send. Any other
-    processor runs on a helper thread so a dead collector cannot hold the caller (or the exit)
-    longer than ``timeout``.
+    The kit's pipelines bound their own wait and count what they could not send; what they
+    dropped and did not report yet, with ``report`` (spans left open, say), makes one line. Any
+    other processor runs on a helper thread so a dead collector cannot hold the caller (or the
+    exit) longer than ``timeout``.
     """
-    if not processors:
-        return True
+    reports = [report] if report is not None else []
     deadline = time.monotonic() + timeout
     ok = True
     for processor in processors:
         remaining = max(deadline - time.monotonic(), 0.0)
         if isinstance(processor, ExportPipeline):
             try:
-                processor.shutdown(timeout_millis=remaining * 1000)
-            except Exception as exc:  # pragma: no cover - shutdown is built not to raise
+                reports.append(processor.close(timeout_millis=remaining * 1000))
+            except Exception as exc:  # pragma: no cover - close is built not to raise
                 report_internal_error(Stage.SPAN_SHUTDOWN, exc)
             continue
 
@@ -380,4 +346,5 @@ def shutdown_processors(processors: Sequence[SpanProcessor], timeout: float) -> 
                 timeout,
             )
             ok = False
+    merged(reports).log()
     return ok
