@@ -322,7 +322,7 @@ def configure_telemetry(config: TelemetryConfig | None = None, **overrides: Any)
     with _STATE.lock:
         set_thread_propagation(config.enable_tracing and config.propagate_to_threads)
         if config.enable_tracing and config.flush_on_sigterm:
-            unwind_on_sigterm()
+            unwind_on_sigterm(timeout=config.shutdown_timeout, flush=shutdown_telemetry)
         if not config.enable_tracing:
             _disable(shutdown_extra=False)
             _STATE.config = config

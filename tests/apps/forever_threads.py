@@ -1,0 +1,66 @@
+"""Two non-daemon worker threads that never end, and a main thread that joins them.
+
+Only a signal ends it: without the kit, one SIGTERM does at once. ``--atexit-sleep`` registers an
+atexit handler that takes a minute (to prove that a second SIGTERM ends the process at once);
+``--deaf`` makes the main thread swallow the SystemExit that unwinds it (the kit must still end
+the process in bounded time).
+"""
+
+import atexit
+import logging
+import sys
+import threading
+import time
+
+log = logging.getLogger("forever")
+
+
+def tick(i):
+    return i
+
+
+def worker(n):
+    i = 0
+    while True:
+        tick(i)
+        i += 1
+        time.sleep(0.01)
+
+
+def slow_atexit():
+    print("in atexit", flush=True)
+    time.sleep(60)
+
+
+def join_all(threads, first):
+    if first:  # inside the call, so that a signal from now on interrupts it
+        print("ready", flush=True)
+    for thread in threads:
+        thread.join()
+
+
+def main():
+    if "--atexit-sleep" in sys.argv:
+        atexit.register(slow_atexit)
+    threads = [threading.Thread(target=worker, args=(n,), name=f"worker-{n}") for n in range(2)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.1)  # a few ticks on each worker
+    first = True
+    while True:
+        try:
+            join_all(threads, first)
+        except SystemExit:
+            if "--deaf" not in sys.argv:
+                raise
+            print("swallowed SystemExit", flush=True)
+            first = False
+            continue
+        finally:
+            # Not flushed here, and stdout is a pipe: it must still reach the parent.
+            print("main unwound")
+            log.warning("main unwound")
+
+
+if __name__ == "__main__":
+    main()
