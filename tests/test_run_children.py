@@ -139,6 +139,25 @@ def test_a_child_run_by_the_kit_has_its_functions_wrapped_and_runs_once(tmp_path
     assert report["stderr"].count("finalizer ran") == 1
 
 
+def test_a_package_child_run_with_dash_m_is_wrapped_by_its_package_pattern():
+    with GrpcTraceReceiver() as receiver:
+        result = run_cli(
+            "--instrument",
+            "shop.*:*",
+            "--otlp-endpoint",
+            receiver.endpoint,
+            "launcher.py",
+            "-m",
+            "shop",
+            "a",
+            "b",
+        )
+        report = _report(result)
+        assert (report["rc"], report["stdout"]) == (0, "items=2\n"), report["stderr"]
+        spans = receiver.wait_for(4)
+    assert sorted(s.name for s in spans) == ["Cart.add", "Cart.add", "checkout", "total"]
+
+
 # --- a script named my-agent.py ------------------------------------------------------------------
 
 

@@ -181,6 +181,18 @@ def test_under_run_without_tracing_one_sigterm_still_ends_the_app(tmp_path):
     assert [line["event"] for line in lines] == ["main unwound"]
 
 
+def test_a_sigterm_while_python_waits_for_the_threads_runs_atexit_and_ends_the_app():
+    with GrpcTraceReceiver() as receiver:
+        app = _App(_in_code(receiver.endpoint, "--return"))
+        app.expect("ready")
+        time.sleep(0.5)  # main() has returned: Python is joining the workers, for ever
+        _elapsed, rest, err = app.terminate()
+        assert app.returncode == -signal.SIGTERM, err
+        assert rest == ["app atexit ran"]  # not flushed by the app: stdout is a pipe
+        spans = receiver.wait_for(2)
+    assert {"main", "tick"} <= {s.name for s in spans}
+
+
 def test_a_second_sigterm_during_the_flush_ends_the_app_at_once():
     with GrpcTraceReceiver() as receiver:
         app = _App(_in_code(receiver.endpoint, "--atexit-sleep"))

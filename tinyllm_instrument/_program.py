@@ -18,6 +18,7 @@ import traceback
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import CodeType
 from typing import Any
 
 from ._rewrite import DEFINITION_HOOK_NAME, compile_with_patterns, definition_hook
@@ -127,17 +128,23 @@ def exec_main(module: types.ModuleType, program: Program) -> None:
     """Run ``program`` in ``module``'s namespace, its matching definitions wrapped as defined.
 
     Raises:
+        SyntaxError: the program does not compile.
         BaseException: whatever the program raises, unchanged.
     """
+    exec(_compile(module, program), module.__dict__)
+
+
+def _compile(module: types.ModuleType, program: Program) -> CodeType:
+    """The program's code, its namespace set up to run it (attributes, the definition hook)."""
     namespace = module.__dict__
     namespace.update(program.attrs)
     namespace.setdefault("__builtins__", __builtins__)
     if program.source is None:  # no source (a .pyc only): run as is, nothing can be rewritten
-        code = program.attrs["__loader__"].get_code(program.spec.name)
-    else:
-        code, _labels = compile_with_patterns(program.source, program.path, program.names)
-        namespace[DEFINITION_HOOK_NAME] = definition_hook(namespace)
-    exec(code, namespace)
+        code: CodeType = program.attrs["__loader__"].get_code(program.spec.name)
+        return code
+    code, _labels = compile_with_patterns(program.source, program.path, program.names)
+    namespace[DEFINITION_HOOK_NAME] = definition_hook(namespace)
+    return code
 
 
 def run_main(module: types.ModuleType, program: Program) -> int:
@@ -155,7 +162,12 @@ def run_main(module: types.ModuleType, program: Program) -> int:
 
     unwind_on_sigterm()
     try:
-        exec_main(module, program)
+        code = _compile(module, program)
+    except SyntaxError as exc:  # as Python reports a program that does not compile: no traceback
+        _print_uncaught(exc.with_traceback(None))
+        return 1
+    try:
+        exec(code, module.__dict__)
     except SystemExit as exc:
         return _exit_code(exc)
     except KeyboardInterrupt as exc:

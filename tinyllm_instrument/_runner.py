@@ -414,8 +414,8 @@ def _child_program(kind: str, target: str) -> Callable[[], int] | None:
         if not _matches_any([_stem(target)]):
             return None
         program = script_program(target, file_attr=target)
-    else:
-        if not _matches_any([target]):
+    else:  # a package runs its __main__, which a ``package.*:*`` pattern names
+        if not _matches_any([target, target + ".__main__"]):
             return None
         program = module_program(target)
 

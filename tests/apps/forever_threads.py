@@ -3,7 +3,8 @@
 Only a signal ends it: without the kit, one SIGTERM does at once. ``--atexit-sleep`` registers an
 atexit handler that takes a minute (to prove that a second SIGTERM ends the process at once);
 ``--deaf`` makes the main thread swallow the SystemExit that unwinds it (the kit must still end
-the process in bounded time).
+the process in bounded time). ``--return`` ends the main code at once: Python then waits for the
+workers, and the signal finds it there; its atexit handler has not run yet, and must.
 """
 
 import atexit
@@ -39,6 +40,10 @@ def join_all(threads, first):
         thread.join()
 
 
+def say_atexit():
+    print("app atexit ran")
+
+
 def main():
     if "--atexit-sleep" in sys.argv:
         atexit.register(slow_atexit)
@@ -46,6 +51,10 @@ def main():
     for thread in threads:
         thread.start()
     time.sleep(0.1)  # a few ticks on each worker
+    if "--return" in sys.argv:
+        atexit.register(say_atexit)
+        print("ready", flush=True)
+        return
     first = True
     while True:
         try:
