@@ -123,9 +123,12 @@ def restore_sigterm() -> None:
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
-    threading.Thread(
-        target=_watchdog, args=(_STATE.timeout,), name="tinyllm-sigterm-watchdog", daemon=True
-    ).start()
+    try:
+        threading.Thread(
+            target=_watchdog, args=(_STATE.timeout,), name="tinyllm-sigterm-watchdog", daemon=True
+        ).start()
+    except RuntimeError:  # no new threads at interpreter shutdown: the end below has no bound
+        pass
     if threading.main_thread().is_alive() and _after_main_thread(_end):
         raise SystemExit(SIGTERM_EXIT_CODE)
     # The main thread's code is done: Python is joining the other threads, or running atexit.
