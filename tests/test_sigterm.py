@@ -215,6 +215,37 @@ def test_a_main_thread_that_swallows_the_unwinding_is_still_ended():
         assert "tick" in {s.name for s in receiver.wait_for(1)}
 
 
+def test_a_main_thread_blocked_in_a_log_handler_on_a_full_pipe_does_not_hold_the_end():
+    """The parent never reads stdout: the main thread blocks in a log handler, holding its lock,
+    even after the signal; the kit's own flush of that handler must not block the end too."""
+    with GrpcTraceReceiver() as receiver:
+        proc = subprocess.Popen(
+            _in_code(receiver.endpoint, "--flood", shutdown_timeout=1.0),
+            cwd=APPS,
+            env=_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            assert proc.stderr is not None
+            assert proc.stderr.readline().strip() == b"ready"
+            time.sleep(0.5)  # the pipe is full by now, the main thread blocked in write()
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(EXIT_BOUND_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                pytest.fail(f"still running {EXIT_BOUND_S}s after SIGTERM")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+        assert proc.returncode == -signal.SIGTERM
+        assert "tick" in {s.name for s in receiver.wait_for(1)}
+
+
 def test_a_dead_collector_does_not_hold_the_sigterm_exit_beyond_the_bound():
     dead = GrpcTraceReceiver().start()
     endpoint = dead.endpoint

@@ -5,6 +5,7 @@ atexit handler that takes a minute (to prove that a second SIGTERM ends the proc
 ``--deaf`` makes the main thread swallow the SystemExit that unwinds it (the kit must still end
 the process in bounded time). ``--return`` ends the main code at once: Python then waits for the
 workers, and the signal finds it there; its atexit handler has not run yet, and must.
+``--flood`` logs to stdout until the pipe is full, and blocks there, in the log handler.
 """
 
 import atexit
@@ -51,6 +52,14 @@ def main():
     for thread in threads:
         thread.start()
     time.sleep(0.1)  # a few ticks on each worker
+    if "--flood" in sys.argv:  # a parent that never reads: the main thread blocks in a write
+        logging.basicConfig(stream=sys.stdout)
+        print("ready", file=sys.stderr, flush=True)
+        try:
+            while True:
+                log.warning("x" * 100)
+        finally:  # blocks again, for good, in the log handler: the pipe is still full
+            log.warning("y" * 100_000)
     if "--return" in sys.argv:
         atexit.register(say_atexit)
         print("ready", flush=True)

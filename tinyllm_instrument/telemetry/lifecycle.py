@@ -182,14 +182,24 @@ def _watchdog(timeout: float) -> None:
             mine = not _STATE.ending.is_set()
             _STATE.ending.set()
         if mine:  # the main thread never got to its end: flush what the kit holds, and go
-            try:
-                _flush_everything()
-            finally:
-                _die()
+            _within(timeout, _flush_everything)
+            _die()
     # The orderly end is under way in the main thread: it gets ``timeout`` more, then no more.
     time.sleep(timeout)
-    _flush_streams()
+    _within(_KILL_GRACE_S, _flush_streams)
     _die()
+
+
+def _within(seconds: float, func: Callable[[], None]) -> None:
+    """Run ``func`` in a helper thread for at most ``seconds``: a lock held by a stuck thread
+    (a log handler's, a stream's on a full pipe) must not hold the watchdog."""
+    try:
+        helper = threading.Thread(target=func, name="tinyllm-sigterm-flush", daemon=True)
+        helper.start()
+    except RuntimeError:  # no new threads at interpreter shutdown
+        func()
+        return
+    helper.join(seconds)
 
 
 def _flush_everything() -> None:
