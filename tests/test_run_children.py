@@ -215,12 +215,15 @@ def test_print_plan_shows_the_hyphenated_module():
 # --- the version guard on the CPython internals -----------------------------------------------
 
 
-def test_on_a_python_version_not_checked_the_child_hooks_do_nothing_and_say_so_once(caplog):
+def test_on_a_python_version_not_checked_the_child_hooks_do_nothing_and_say_so_once(
+    caplog, monkeypatch
+):
     import multiprocessing.spawn
     import subprocess as subprocess_module
 
     from tinyllm_instrument import _children
 
+    monkeypatch.setattr(_children, "_said_unchecked", set())
     caplog.set_level(logging.DEBUG, logger="tinyllm_instrument")
     popen_init = subprocess_module.Popen.__init__
     spawn_functions = dict(vars(multiprocessing.spawn))
@@ -242,3 +245,15 @@ def test_the_guard_knows_the_checked_versions():
     assert _children.is_checked((3, 11))
     assert not _children.is_checked((3, 99))
     assert _children.guard_note((3, 11)) is None
+
+
+def test_print_plan_says_when_children_are_not_followed(monkeypatch, capsys):
+    from tinyllm_instrument import _children, _runner
+
+    _runner._print_plan()
+    assert "not checked" not in capsys.readouterr().err
+    monkeypatch.setattr(_children, "CHECKED_VERSIONS", frozenset())
+    _runner._print_plan()
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "tinyllm-instrument plan:"
+    assert lines[-1].startswith("  Python 3.") and "is not checked" in lines[-1]
