@@ -51,10 +51,12 @@ __all__ = [
 
 _log = logging.getLogger(KIT_LOGGER_NAME)
 
-#: Python versions whose internals the hooks here were checked against. 3.11 runs the test suite
-#: here; 3.10, 3.12 and 3.13 have the same ``Popen.__init__`` parameter order, the same
-#: ``multiprocessing.spawn`` functions, ``threading``/``atexit`` helpers and the same handling of
-#: an exception raised by a ``cpython.run_*`` audit hook (``PyErr_Print``, so ``SystemExit`` exits).
+#: Python versions the hooks here are used on. The test suite runs them on 3.11. 3.10, 3.12 and
+#: 3.13 are listed because what the hooks rely on is the same there as far as their sources and
+#: documentation show (``Popen.__init__``'s parameter order, ``multiprocessing.spawn``'s
+#: functions, the ``cpython.run_file`` / ``cpython.run_module`` audit events and the interpreter
+#: exiting through ``PyErr_Print`` on a ``SystemExit`` raised by their hook), not from a run of
+#: the suite: a CI job on each is what would make them checked for certain.
 CHECKED_VERSIONS = frozenset({(3, 10), (3, 11), (3, 12), (3, 13)})
 
 #: The graph of the call that launched a child process; the child's wrapped calls are its nodes.
