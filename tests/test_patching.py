@@ -11,13 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from tinyllm_instrument._rewrite import DEFINITION_HOOK_NAME, compile_with_patterns, definition_hook
 from tinyllm_instrument.observe import ObservedFunction
 from tinyllm_instrument.patching import (
-    DEFINITION_HOOK_NAME,
     TargetPattern,
     TinyLLMInstrumentor,
-    compile_with_patterns,
-    definition_hook,
     get_instrumentation_plan,
     instrument,
     instrumented_patterns,

@@ -174,10 +174,22 @@ def test_uncaught_exception_exits_1_with_a_true_traceback(receiver):
     assert f'sample_app.py", line {main_call}, in <module>' in err
     assert f'sample_app.py", line {raise_line}, in explode' in err
     assert err.rstrip().endswith("ValueError: boom from explode")
-    assert "_runner.py" not in err and "click" not in err
+    assert "_runner.py" not in err and "_program.py" not in err and "click" not in err
     spans = receiver.wait_for(len(SAMPLE_SPANS))  # no shout here; explode runs twice
     assert [s.name for s in spans].count("explode") == 2
     assert _by_name(spans)["main"].status_code == "ERROR"
+
+
+@pytest.mark.parametrize("patterns", [[], ["--instrument", "bad:*"]], ids=["plain", "wrapped"])
+def test_a_program_that_does_not_compile_is_reported_as_python_reports_it(tmp_path, patterns):
+    script = tmp_path / "bad.py"
+    script.write_text("x = 1\ndef broken(:\n    pass\n")
+    plain = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=_env(), timeout=60
+    )
+    result = run_cli(*patterns, str(script))
+    assert (result.returncode, result.stderr) == (plain.returncode, plain.stderr)
+    assert "Traceback" not in result.stderr
 
 
 # --- patterns, the plan, environment twins -----------------------------------------------------
@@ -271,7 +283,7 @@ def test_a_bad_invocation_is_one_line_on_stderr_and_a_non_zero_exit(args, needle
 # --- exit: signals, a dead collector, metrics for the program's life ---------------------------
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, -signal.SIGTERM), (signal.SIGINT, 130)])
 def test_a_signal_ends_the_run_with_its_spans_flushed(receiver, sig, code):
     # SIGINT back to its default first: a shell starts background jobs with it ignored
     reset_sigint = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "

@@ -52,7 +52,7 @@ APP = textwrap.dedent(
         ("normal", None, 0),
         ("exit", None, 3),
         ("raise", None, 1),
-        ("signal", signal.SIGTERM, 143),
+        ("signal", signal.SIGTERM, -signal.SIGTERM),  # killed by it, as without the kit
         ("signal", signal.SIGINT, None),  # KeyboardInterrupt: Python ends by the signal itself
     ],
     ids=["normal", "sys.exit", "uncaught", "SIGTERM", "SIGINT"],

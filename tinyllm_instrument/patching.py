@@ -7,6 +7,8 @@ class *defined* in the module, not imported into it), ``module:Class.*`` and ``p
 submodule of the package, at any depth; the package's own ``__init__`` is ``package:*``).
 Wildcards take Python functions only and skip special methods other than ``__call__``; name a
 special method (``module:Class.__init__``) or a builtin (``time:sleep``) explicitly to wrap it.
+The module of a script run by ``tinyllm-instrument run`` is its file stem as written:
+``my-agent.py`` is ``my-agent``, so ``my-agent:*``.
 
 How a module gets wrapped
 -------------------------
@@ -15,10 +17,9 @@ How a module gets wrapped
   imported already are patched at once. Either way the module attribute (or class attribute) is
   replaced, so ``module.f()`` and ``from module import f`` made *after* patching reach the wrapper.
 * The program's own ``__main__`` module cannot be patched after the fact: its top-level code runs
-  before anything could replace its functions. :func:`compile_with_patterns` compiles its source
-  with one more decorator on each matching ``def`` (an AST rewrite), so each function is wrapped
-  the moment it is defined. The added decorator carries the line number of the definition, so
-  ``co_firstlineno``, tracebacks and ``inspect.getsource`` stay true.
+  before anything could replace its functions. :mod:`tinyllm_instrument._rewrite` compiles its
+  source with one more decorator on each matching ``def`` (an AST rewrite), so each function is
+  wrapped the moment it is defined; its patches live in the same state and undo the same way.
 
 Observing
 ---------
@@ -31,16 +32,15 @@ Already ``@observe``'d callables are left alone.
 
 from __future__ import annotations
 
-import ast
 import importlib.abc
 import inspect
 import logging
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from types import CodeType, ModuleType
+from types import ModuleType
 from typing import Any
 
 import wrapt
@@ -53,12 +53,10 @@ from ._errors import KIT_LOGGER_NAME, Stage, report_internal_error
 from .observe import ObservedFunction, _is_observed, observe
 
 __all__ = [
-    "DEFINITION_HOOK_NAME",
     "ENV_GRAPH",
     "ENV_TARGETS",
     "TargetPattern",
     "TinyLLMInstrumentor",
-    "compile_with_patterns",
     "get_instrumentation_plan",
     "instrument",
     "instrumented_patterns",
@@ -73,11 +71,11 @@ _log = logging.getLogger(KIT_LOGGER_NAME)
 ENV_TARGETS = _config.ENV_PREFIX + "TARGETS"
 #: The graph callable's qualname (``--graph``); unset: the first wrapped callable on the stack.
 ENV_GRAPH = _config.ENV_PREFIX + "GRAPH"
-#: The global name under which :func:`compile_with_patterns` code finds its decorator.
-DEFINITION_HOOK_NAME = "__tinyllm_instrument__"
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
-_MODULE_RE = re.compile(rf"^{_IDENT}(\.{_IDENT})*(\.\*)?$")
+# A module name may hold "-": the module of a script is its file stem, my-agent.py's "my-agent".
+_MODULE_PART = r"[A-Za-z_][A-Za-z0-9_-]*"
+_MODULE_RE = re.compile(rf"^{_MODULE_PART}(\.{_MODULE_PART})*(\.\*)?$")
 _PATH_RE = re.compile(rf"^(\*|{_IDENT}(\.{_IDENT})*(\.\*)?)$")
 
 
@@ -564,152 +562,6 @@ def _restore(patch: _Patch) -> None:
             setattr(owner, patch.attr, patch.original)
     except Exception as exc:
         report_internal_error(Stage.UNINSTRUMENT, exc)
-
-
-# --------------------------------------------------------------------------------------------
-# The program's own module: decorate matching definitions at compile time
-# --------------------------------------------------------------------------------------------
-
-
-def _is_observe_decorator(node: ast.expr) -> bool:
-    target = node.func if isinstance(node, ast.Call) else node
-    if isinstance(target, ast.Name):
-        return target.id == "observe"
-    return isinstance(target, ast.Attribute) and target.attr == "observe"
-
-
-class _Decorate(ast.NodeTransformer):
-    def __init__(self, patterns: Sequence[TargetPattern], module_label: str) -> None:
-        self.patterns = patterns
-        self.module_label = module_label
-        self.prefix: list[str] = []
-        self.matched: list[tuple[TargetPattern, str]] = []
-
-    def _statements(self, body: list[ast.stmt]) -> None:
-        for stmt in body:
-            self.visit(stmt)
-
-    # Module-level compound statements: definitions under if/try/with still count.
-    def generic_visit(self, node: ast.AST) -> ast.AST:
-        for name in ("body", "orelse", "finalbody", "handlers"):
-            for child in getattr(node, name, None) or []:
-                if isinstance(child, ast.stmt | ast.excepthandler):
-                    self.visit(child)
-        return node
-
-    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:  # noqa: N802 - ast API
-        self.prefix.append(node.name)
-        self._statements(node.body)
-        self.prefix.pop()
-        return node
-
-    def _visit_def(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.AST:
-        qualname = ".".join([*self.prefix, node.name])
-        selected = [p for p in self.patterns if p.matches_qualname(qualname)]
-        if not selected:
-            return node  # nested functions are <locals>: never visited
-        label = f"{self.module_label}:{qualname}"
-        if any(_is_observe_decorator(d) for d in node.decorator_list):
-            for pattern in selected:
-                _note(pattern, f"skipped {label}: already @observe'd")
-            return node
-        anchor = node.decorator_list[0] if node.decorator_list else node
-        call = ast.Call(
-            func=ast.Name(id=DEFINITION_HOOK_NAME, ctx=ast.Load()),
-            args=[ast.Constant(qualname), ast.Constant(label)],
-            keywords=[],
-        )
-        ast.copy_location(call, anchor)
-        ast.fix_missing_locations(call)
-        for sub in ast.walk(call):  # one line: the definition's own
-            sub.lineno = sub.end_lineno = anchor.lineno  # type: ignore[attr-defined]
-            sub.col_offset = sub.end_col_offset = anchor.col_offset  # type: ignore[attr-defined]
-        # outermost, so that the final object (a staticmethod, a cached function...) is wrapped
-        node.decorator_list.insert(0, call)
-        for pattern in selected:
-            self.matched.append((pattern, label))
-        return node
-
-    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:  # noqa: N802
-        return self._visit_def(node)
-
-    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> ast.AST:  # noqa: N802
-        return self._visit_def(node)
-
-
-def compile_with_patterns(
-    source: str | bytes, filename: str, module_names: Iterable[str]
-) -> tuple[CodeType, list[str]]:
-    """Compile a program's source with the active patterns' decorator on each matching ``def``.
-
-    The code must run in a namespace prepared by :func:`definition_hook`, stored under
-    :data:`DEFINITION_HOOK_NAME`. Line numbers are those of the source.
-
-    Args:
-        source: the module's source.
-        filename: its path, for tracebacks.
-        module_names: the names patterns may use for it: the script's file stem, the ``-m`` name.
-
-    Returns:
-        The code object and the ``module:qualname`` labels of the definitions it decorates.
-
-    Raises:
-        SyntaxError: the source does not compile (as Python would report it).
-    """
-    names = list(dict.fromkeys(module_names))
-    with _STATE.lock:
-        patterns = [p for p in _STATE.patterns.values() if any(p.matches_module(n) for n in names)]
-    tree = ast.parse(source, filename)
-    labels: list[str] = []
-    if patterns and names:
-        decorate = _Decorate(patterns, names[0])
-        for stmt in tree.body:
-            decorate.visit(stmt)
-        with _STATE.lock:
-            for pattern, label in decorate.matched:
-                _record_match(pattern, label)
-                if label not in labels:
-                    labels.append(label)
-        for pattern in patterns:
-            if not _STATE.matched.get(pattern.text):
-                _note(pattern, f"nothing in {names[0]} ({filename}) matches")
-    return compile(tree, filename, "exec", dont_inherit=True), labels
-
-
-def definition_hook(namespace: dict[str, Any]) -> Callable[[str, str], Callable[[Any], Any]]:
-    """The decorator factory code from :func:`compile_with_patterns` calls for each definition."""
-
-    def hook(qualname: str, label: str) -> Callable[[Any], Any]:
-        def decorate(obj: Any) -> Any:
-            try:
-                with _STATE.lock:
-                    active = [
-                        p
-                        for p in _STATE.patterns.values()
-                        if p.matches_qualname(qualname) and label in _STATE.matched.get(p.text, ())
-                    ]
-                    if not active:
-                        return obj
-                    why = _wrappable(obj, explicit=not all(p.wildcard for p in active))
-                    if why is not None:
-                        for pattern in active:
-                            matched = _STATE.matched.get(pattern.text, [])
-                            if label in matched:
-                                matched.remove(label)
-                            _note(pattern, f"skipped {label}: {why}")
-                        return obj
-                    patch = _Patch(namespace, qualname, obj, label)
-                    patch.patterns.update(p.text for p in active)
-                    patch.wrapper = _make_wrapper(obj, qualname, label, patch)
-                    _STATE.patches[(id(namespace), qualname)] = patch
-                    return patch.wrapper
-            except Exception as exc:
-                report_internal_error(Stage.INSTRUMENT, exc)
-                return obj
-
-        return decorate
-
-    return hook
 
 
 # --------------------------------------------------------------------------------------------

@@ -109,8 +109,9 @@ class _RunCommand(click.Command):
     multiple=True,
     envvar=ENV_TARGETS,
     help="Wrap what PATTERN selects (repeatable): module:function, module:Class.method, "
-    "module:*, module:Class.*, package.*:*. The program's own module is its file stem "
-    "(app for app.py) or its -m name. Env: TINYLLM_INSTRUMENT_TARGETS, comma-separated.",
+    "module:*, module:Class.*, package.*:*. The program's own module is its file stem as "
+    "written (app for app.py, my-agent for my-agent.py) or its -m name. "
+    "Env: TINYLLM_INSTRUMENT_TARGETS, comma-separated.",
 )
 @click.option(
     "--tracing/--no-tracing",

@@ -214,9 +214,10 @@ class TelemetryConfig:
         resource_attributes: extra resource attributes (``deployment.environment``...).
         propagate_to_threads: let work started in threads join the caller's trace (used by
             ``observe``).
-        flush_on_sigterm: when the app has no SIGTERM handler of its own, make SIGTERM unwind
-            the program like Ctrl-C does (``SystemExit(143)``), so open spans end and the
-            at-exit flush runs; the default SIGTERM would kill the process with spans unsent.
+        flush_on_sigterm: when the app has no SIGTERM handler of its own, one SIGTERM unwinds
+            the main thread like Ctrl-C does, flushes, then ends the process by the signal,
+            whatever threads run (see :mod:`.lifecycle`); the default SIGTERM would kill the
+            process with spans unsent.
         export_timeout: seconds one export may take, retries included.
         shutdown_timeout: seconds :func:`shutdown_telemetry` waits for the last spans by default.
         max_queue_size: finished spans waiting for export, at most; the bound on the memory the

@@ -374,7 +374,7 @@ def configure_telemetry(config: TelemetryConfig | None = None, **overrides: Any)
             processors = exporters.build_processors(config)
         set_thread_propagation(config.enable_tracing and config.propagate_to_threads)
         if config.enable_tracing and config.flush_on_sigterm:
-            unwind_on_sigterm()
+            unwind_on_sigterm(timeout=config.shutdown_timeout, flush=shutdown_telemetry)
         if not config.enable_tracing:
             _disable(clear_extra=False)
             _STATE.config = config
