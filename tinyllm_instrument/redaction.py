@@ -108,7 +108,8 @@ _AUTH_SCHEMES = (
 _AUTH_TOKEN = r"[^\s\"',;]+"
 
 #: Query-string parameter names whose value is a secret even though the key policy would not say
-#: so on its own: Google's ``key=AIza...``, and the signature of a pre-signed URL.
+#: so on its own: Google's ``key=AIza...``, and the signature of a pre-signed URL (any name with
+#: the word "signature" counts too).
 _QUERY_SECRET_NAMES = frozenset({"key", "sig", "signature"})
 
 
@@ -220,13 +221,17 @@ _BUILTINS: tuple[_Builtin, ...] = (
         True,
         True,
     ),
-    # ?token=..., &secret=..., ?key=...: a query parameter whose name the key policy calls
-    # sensitive (or a signature / "key"); decided per match by the policy (_is_secret_query_name).
+    # name=value where the key policy calls the name sensitive: ?token=..., &secret=...,
+    # Client(token='...') in a repr, --password=... on a command line. In a query string a
+    # "key" or a signature is a secret too (?key=AIza..., X-Goog-Signature=...). Decided per
+    # match by the policy, see _is_secret_name.
     _Builtin(
-        "qs",
-        r"(?P<qs_k>[?&](?P<qs_n>[A-Za-z0-9_.\-\[\]]{1,64})=)(?P<qs_v>[^&#\s\"'<>]+)",
-        ("?", "&"),
-        True,
+        "kwarg",
+        r"(?P<kwarg_k>(?=[A-Za-z_])(?<![A-Za-z0-9_.\-\[\]])(?P<kwarg_n>[A-Za-z_][A-Za-z0-9_.\-\[\]]{0,63})=)"
+        r"(?P<kwarg_v>\"[^\"\\]*(?:\\.[^\"\\]*)*\"|'[^'\\]*(?:\\.[^'\\]*)*'"
+        r"|[^\s&#,;)\]}<>]+)",
+        ("=",),
+        False,
         True,
     ),
 )
@@ -297,8 +302,9 @@ class RedactionPolicy:
 
     Two rules: a value stored under a sensitive *key* is replaced whole, and inside every string
     the value patterns (bearer tokens, ``Authorization:`` credentials, ``sk-`` keys, JWTs, AWS
-    access key ids, Google API keys, URL credentials, ``password=`` in free text, secret query
-    parameters such as ``?token=``, plus any added with `add_patterns`) are replaced in place.
+    access key ids, Google API keys, URL credentials, ``password=`` in free text, ``name=value``
+    where the key rule calls the name sensitive (``?token=...``, ``Client(secret='...')``), plus
+    any added with `add_patterns`) are replaced in place.
     Scanning a string takes time linear in its length.
 
     Args:
@@ -454,11 +460,12 @@ class RedactionPolicy:
                     return True
         return hit
 
-    def _is_secret_query_name(self, name: str) -> bool:
-        if name.lower() in _QUERY_SECRET_NAMES:
+    def _is_secret_name(self, name: str, in_query: bool) -> bool:
+        if self.is_sensitive_key(name):
             return True
-        words = split_key_words(name)
-        return "signature" in words or self.is_sensitive_key(name)
+        if not in_query:
+            return False
+        return name.lower() in _QUERY_SECRET_NAMES or "signature" in split_key_words(name)
 
     # -- redaction ---------------------------------------------------------------------------
 
@@ -542,8 +549,11 @@ class RedactionPolicy:
                 if not pat.keeps_prefix:
                     found.append((match.start(), match.end(), REDACTED))
                     continue
-                if name == "qs" and not self._is_secret_query_name(match.group("qs_n")):
-                    continue
+                if name == "kwarg":
+                    start = match.start()
+                    in_query = start > 0 and text[start - 1] in "?&"
+                    if not self._is_secret_name(match.group("kwarg_n"), in_query):
+                        continue
                 group = f"{name}_v"
                 value = match.group(group)
                 quote = value[0] if value[:1] in ("'", '"') and len(value) >= 2 else ""
