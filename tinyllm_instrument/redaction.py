@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping, MutableMapping
 from typing import Any
 
 __all__ = [
@@ -238,8 +238,8 @@ _BUILTINS: tuple[_Builtin, ...] = (
 
 _MAX_DEPTH = 64
 
-# No built-in pattern can match fewer than 8 characters.
-_MIN_MATCH_LEN = 8
+# No built-in pattern can match fewer than 3 characters ("pw=x" with a user-added key "pw").
+_MIN_MATCH_LEN = 3
 #: Strings up to this long whose scan changed nothing are remembered (see _Rules.clean).
 _CLEAN_CACHE_MAX_LEN = 256
 _CLEAN_CACHE_SIZE = 4096
@@ -612,7 +612,7 @@ class RedactionPolicy:
         except Exception:  # pragma: no cover - fail closed rather than leak
             return REDACTED
 
-    def redact_in_place(self, fields: dict[str, Any], skip: Container[str] = ()) -> None:
+    def redact_in_place(self, fields: MutableMapping[str, Any], skip: Container[str] = ()) -> None:
         """Redact the values of a flat dict of fields in place, as a log line needs it.
 
         The per-line fast path: a key's verdict is cached, numbers and short clean strings cost
