@@ -174,9 +174,22 @@ def test_tuple_keys_are_scanned_too(policy):
         ),
         (
             "{'Authorization': 'Basic dXNlcjpw', 'Accept': 'json'}",
-            "{'Authorization': 'Basic [REDACTED]', 'Accept': 'json'}",
+            "{'Authorization': '[REDACTED]', 'Accept': 'json'}",  # a quoted key: as in a dict
         ),
-        ('"authorization":"token ghx1234"', '"authorization":"token [REDACTED]"'),
+        ('"authorization":"token ghx1234"', '"authorization":"[REDACTED]"'),
+        # a mapping's text: its repr, JSON, a dict formatted into a message
+        (
+            "{('db', 'password'): 'pw1', (1, 2): 'x'}",
+            "{('db', 'password'): '[REDACTED]', (1, 2): 'x'}",
+        ),
+        (
+            '{"note": "the token=abc1 here", "n": 1}',
+            '{"note": "the token=[REDACTED] here", "n": 1}',
+        ),
+        (
+            "{'refresh_token': 'abc', 'max_tokens': 5}",
+            "{'refresh_token': '[REDACTED]', 'max_tokens': 5}",
+        ),
         ("authorization=abc123 was rejected", "authorization=[REDACTED] rejected"),
         ("Authorization: Custom k1 next", "Authorization: [REDACTED] next"),
         # secrets in query strings
@@ -418,6 +431,10 @@ def test_redaction_is_linear_in_the_length_of_the_text():
         "    'bearer' + ' ' * n + 'x',\n"
         "    '?' + '&a=' * (n // 3),\n"
         "    'sk-' * (n // 3),\n"
+        "    \"x: '\" + 'a' * n,\n"
+        "    ': (' + '(a' * (n // 2),\n"
+        "    \": ('a',\" * (n // 6),\n"
+        "    ':' + '\"' * n,\n"
         "]\n"
         "for text in shapes:\n"
         "    assert isinstance(p.redact_text(text), str)\n"

@@ -221,6 +221,20 @@ _BUILTINS: tuple[_Builtin, ...] = (
         True,
         True,
     ),
+    # 'name': value in the text of a mapping (its repr, JSON, a dict formatted into a message)
+    # where the key policy calls a quoted name sensitive, also as part of a tuple key:
+    # {('db', 'password'): 'x'}. Decided per match by the policy, see _is_secret_name.
+    _Builtin(
+        "qkey",
+        r"(?P<qkey_k>(?=['\"(])(?P<qkey_n>(?P<qkey_q>['\"])[^'\"\n]{1,64}(?P=qkey_q)"
+        r"|\((?:[^()'\"\n]|'[^'\n]{0,64}'|\"[^\"\n]{0,64}\"){1,256}\))[ \t]{0,16}:[ \t]{0,16})"
+        # The value is looked at, not consumed: a key the policy lets pass may hold one that
+        # it does not ("note": "the token: 'abc'"), so the scan goes on right after the ":".
+        r"(?=(?P<qkey_v>'[^'\\]*(?:\\.[^'\\]*)*'|\"[^\"\\]*(?:\\.[^\"\\]*)*\"|[^\s,}\]]+))",
+        ("'", '"'),
+        True,
+        True,
+    ),
     # name=value where the key policy calls the name sensitive: ?token=..., &secret=...,
     # Client(token='...') in a repr, --password=... on a command line. In a query string a
     # "key" or a signature is a secret too (?key=AIza..., X-Goog-Signature=...). Decided per
@@ -228,8 +242,8 @@ _BUILTINS: tuple[_Builtin, ...] = (
     _Builtin(
         "kwarg",
         r"(?P<kwarg_k>(?=[A-Za-z_])(?<![A-Za-z0-9_.\-\[\]])(?P<kwarg_n>[A-Za-z_][A-Za-z0-9_.\-\[\]]{0,63})=)"
-        r"(?P<kwarg_v>\"[^\"\\]*(?:\\.[^\"\\]*)*\"|'[^'\\]*(?:\\.[^'\\]*)*'"
-        r"|[^\s&#,;)\]}<>]+)",
+        r"(?=(?P<kwarg_v>\"[^\"\\]*(?:\\.[^\"\\]*)*\"|'[^'\\]*(?:\\.[^'\\]*)*'"
+        r"|[^\s&#,;)\]}<>]+))",
         ("=",),
         False,
         True,
@@ -237,6 +251,7 @@ _BUILTINS: tuple[_Builtin, ...] = (
 )
 
 _MAX_DEPTH = 64
+_QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
 
 # No built-in pattern can match fewer than 3 characters ("pw=x" with a user-added key "pw").
 _MIN_MATCH_LEN = 3
@@ -554,6 +569,11 @@ class RedactionPolicy:
                     in_query = start > 0 and text[start - 1] in "?&"
                     if not self._is_secret_name(match.group("kwarg_n"), in_query):
                         continue
+                elif name == "qkey" and not any(
+                    self._is_secret_name(a or b, False)
+                    for a, b in _QUOTED.findall(match.group("qkey_n"))
+                ):
+                    continue
                 group = f"{name}_v"
                 value = match.group(group)
                 quote = value[0] if value[:1] in ("'", '"') and len(value) >= 2 else ""

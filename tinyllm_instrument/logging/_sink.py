@@ -34,11 +34,15 @@ DROP_REASONS = (
 
 #: How often, at most, a file sink checks whether its path still names the file it writes to
 #: (a stat per line would cost a fifth of a line). Lines written in between go to the rotated
-#: file; if that file is deleted meanwhile they are counted as dropped (reason ``rotated``).
+#: file. When the kit finds that file deleted, the lines it wrote there since it last found the
+#: file at its path are counted as dropped (reason ``rotated``): at most that many were lost.
 REOPEN_CHECK_SECONDS = 0.1
 
 _reported: set[str] = set()
 _report_lock = threading.RLock()  # re-entrant: a signal handler may log while it is held
+
+
+_counting = threading.local()
 
 
 def count_dropped(reason: str, lines: int = 1, detail: str | None = None) -> None:
@@ -47,13 +51,7 @@ def count_dropped(reason: str, lines: int = 1, detail: str | None = None) -> Non
     The notice goes straight to stderr, never through logging: the sink that failed may be the
     very one logging writes to. Never raises.
     """
-    try:
-        # Imported here: metrics is a pillar beside this one, and imports nothing of logging.
-        from ..metrics import get_metrics_collector
-
-        get_metrics_collector().log_lines_dropped.labels(reason).inc(lines)
-    except Exception:  # pragma: no cover - counting must not be the thing that breaks
-        pass
+    _count(reason, lines)
     if reason == "sampled" or detail is None:
         return
     try:
@@ -71,6 +69,29 @@ def count_dropped(reason: str, lines: int = 1, detail: str | None = None) -> Non
             err.flush()
     except Exception:  # stderr may be the broken stream itself
         pass
+
+
+def _count(reason: str, lines: int) -> None:
+    # prometheus_client guards each value with a plain Lock: a signal handler that logs while
+    # this thread is inside inc() would wait for itself forever. Such a nested count waits in a
+    # per-thread list and is added by the outer call.
+    pending = getattr(_counting, "pending", None)
+    if pending is not None:
+        pending.append((reason, lines))
+        return
+    pending = _counting.pending = [(reason, lines)]
+    try:
+        # Imported here: metrics is a pillar beside this one, and imports nothing of logging.
+        from ..metrics import get_metrics_collector
+
+        family = get_metrics_collector().log_lines_dropped
+        while pending:
+            what, n = pending.pop()
+            family.labels(what).inc(n)
+    except Exception:  # pragma: no cover - counting must not be the thing that breaks
+        pass
+    finally:
+        _counting.pending = None
 
 
 def reset_drop_reports() -> None:
@@ -139,7 +160,7 @@ class FileSink(Sink):
         self._lock = threading.RLock()  # re-entrant: a signal handler may log mid-write
         self._fd = -1
         self._ident: tuple[int, int] = (0, 0)
-        self._next_check = 0.0
+        self._checked_at = 0.0
         self._since_check = 0
         self._closed = False
         self._open()
@@ -155,7 +176,7 @@ class FileSink(Sink):
         old, self._fd, self._ident = self._fd, fd, (st.st_dev, st.st_ino)
         if old >= 0:
             self._close_rotated(old)
-        self._next_check = time.monotonic() + REOPEN_CHECK_SECONDS
+        self._checked_at = time.monotonic()
         self._since_check = 0
 
     def _close_rotated(self, fd: int) -> None:
@@ -184,9 +205,9 @@ class FileSink(Sink):
                 self._open()
             except OSError as exc:  # keep writing to the old file; try again later
                 self._failed(exc, 0)
-                self._next_check = time.monotonic() + REOPEN_CHECK_SECONDS
+                self._checked_at = time.monotonic()
         else:
-            self._next_check = time.monotonic() + REOPEN_CHECK_SECONDS
+            self._checked_at = time.monotonic()
             self._since_check = 0
 
     def write(self, line: str | bytes) -> None:
@@ -195,7 +216,7 @@ class FileSink(Sink):
             if self._closed:
                 count_dropped("closed")
                 return
-            if time.monotonic() >= self._next_check:
+            if time.monotonic() - self._checked_at >= REOPEN_CHECK_SECONDS:
                 self._check_rotation()
             try:
                 view = memoryview(data)
