@@ -298,8 +298,57 @@ def test_logging_from_a_signal_handler_never_deadlocks(tmp_path):
         signal.setitimer(signal.ITIMER_REAL, 0, 0)
         print(fired[0])
     """
-    result, counts = run_child(code, tmp_path)
+    result, counts = run_child(code, tmp_path)  # before: a deadlock, or "Logging error" dumps
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr == ""
     assert int(result.stdout) > 10, "the handler ran"
     assert "from the handler" in path.read_text()
     assert not any(counts.values()), counts
+
+
+def test_a_stream_that_cannot_encode_a_character_gets_the_line_escaped(capsys):
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="ascii", errors="strict")
+    configure_logging(log_format="console", stream=stream)
+    get_logger("app").info("caf\u00e9 \udcff")
+    logging.getLogger("lib").warning("na\u00efve")
+    stream.flush()
+    lines = raw.getvalue().decode("ascii").splitlines()
+    assert len(lines) == 2
+    assert "caf\\xe9 \\udcff" in lines[0] and "na\\xefve" in lines[1]
+    assert capsys.readouterr().err == ""
+    assert dropped("write_error") == dropped("closed") == 0
+    stream.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_children_write_whole_lines_while_a_thread_logs(tmp_path):
+    path = tmp_path / "app.log"
+    code = f"""
+        import os, threading
+        from tinyllm_instrument.logging import configure_logging, get_logger
+        configure_logging(log_format="json", log_file={str(path)!r})
+        log = get_logger("app")
+        stop = threading.Event()
+        def chatter():
+            while not stop.is_set():
+                log.info("parent thread", pad="p" * 200)
+        thread = threading.Thread(target=chatter)
+        thread.start()
+        children = []
+        for n in range(20):
+            pid = os.fork()
+            if pid == 0:  # the sink's lock may have been held by the thread at the fork
+                log.info("child", n=n, pad="c" * 200)
+                os._exit(0)
+            children.append(pid)
+        for pid in children:
+            os.waitpid(pid, 0)
+        stop.set()
+        thread.join()
+    """
+    result, counts = run_child(code, tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in path.read_text().splitlines()]  # none torn
+    assert sorted(line["n"] for line in lines if line["event"] == "child") == list(range(20))
+    assert not any(counts.values())

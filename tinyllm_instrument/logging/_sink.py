@@ -105,8 +105,8 @@ def _reason(exc: BaseException) -> str:
         return "broken_pipe"
     if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
         return "disk_full"
-    if isinstance(exc, ValueError):  # "I/O operation on closed file"
-        return "closed"
+    if isinstance(exc, ValueError) and not isinstance(exc, UnicodeError):
+        return "closed"  # "I/O operation on closed file"
     return "write_error"
 
 
@@ -275,10 +275,15 @@ class StreamSink(Sink):
             count_dropped("broken_pipe")
             return
         stream = self._target()
+        text = line if isinstance(line, str) else line.decode("utf-8", "replace")
         try:
             if stream is None:
                 raise ValueError("the stream is None")
-            stream.write(line if isinstance(line, str) else line.decode("utf-8", "replace"))
+            try:
+                stream.write(text)
+            except UnicodeEncodeError:  # a stream that cannot hold some character: escape it
+                encoding = getattr(stream, "encoding", None) or "ascii"
+                stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
             stream.flush()
         except Exception as exc:
             reason = _reason(exc)
