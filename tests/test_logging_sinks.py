@@ -352,3 +352,18 @@ def test_forked_children_write_whole_lines_while_a_thread_logs(tmp_path):
     lines = [json.loads(line) for line in path.read_text().splitlines()]  # none torn
     assert sorted(line["n"] for line in lines if line["event"] == "child") == list(range(20))
     assert not any(counts.values())
+
+
+def test_a_line_in_flight_during_a_reconfiguration_goes_to_the_new_file(tmp_path, capsys):
+    from tinyllm_instrument.logging import _logger
+
+    configure_logging(log_format="json", log_file=tmp_path / "a.log")
+    old = _logger.current_pipeline()
+    assert old is not None
+    configure_logging(log_format="json", log_file=tmp_path / "b.log")  # closes a.log
+    old.run(get_logger("app"), "info", {"event": "in flight"}, old.processors)
+
+    assert (tmp_path / "a.log").read_text() == ""
+    (line,) = (tmp_path / "b.log").read_text().splitlines()
+    assert json.loads(line)["event"] == "in flight"
+    assert dropped("closed") == 0 and capsys.readouterr().err == ""

@@ -25,7 +25,14 @@ from ._processors import (
 )
 from ._render import ConsoleLines, JsonLines, json_backend
 from ._sampling import current_sampler
-from ._sink import FileSink, Sink, StdoutSink, StreamSink, count_dropped
+from ._sink import (
+    FileSink,
+    Sink,
+    StdoutSink,
+    StreamSink,
+    count_dropped,
+    reset_drop_reports,
+)
 
 __all__ = [
     "ENV_SERVICE_NAME",
@@ -133,7 +140,8 @@ class _SinkLogger:
         self.name = name
 
     def msg(self, line: Any) -> None:
-        self._sink.write(line)
+        if not self._sink.write(line):
+            count_dropped("closed")
 
     debug = info = warning = warn = error = exception = critical = fatal = log = msg
 
@@ -369,7 +377,7 @@ def is_logging_configured() -> bool:
 def reset_logging() -> None:
     """Undo `configure_logging`: remove the kit's handler, restore the root level, reset structlog.
 
-    Bound context is cleared too. Meant for tests.
+    Bound context is cleared too, and which lost-line notices were said. Meant for tests.
     """
     global _state
     with _config_lock:
@@ -386,6 +394,7 @@ def reset_logging() -> None:
             pipeline.sink.close()
         _state = _State()
     structlog.contextvars.clear_contextvars()
+    reset_drop_reports()
 
 
 def get_logging_info() -> dict[str, Any]:

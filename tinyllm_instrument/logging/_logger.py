@@ -65,7 +65,12 @@ class Pipeline:
             count_dropped("render_error")
             report_internal_error(Stage.LOG_PROCESSOR, exc)
             return
-        self.sink.write(event_dict)
+        if not self.sink.write(event_dict):
+            # Reconfigured while this line was on its way: the new sink takes it.
+            current = _pipeline
+            if current is not None and current is not self and current.sink.write(event_dict):
+                return
+            count_dropped("closed")
 
 
 _pipeline: Pipeline | None = None
@@ -123,10 +128,12 @@ class KitLogger:
 
     __slots__ = ("_name", "_context", "_stdlib")
 
-    def __init__(self, name: str, context: dict[str, Any]) -> None:
+    def __init__(
+        self, name: str, context: dict[str, Any], stdlib: _stdlib_logging.Logger | None = None
+    ) -> None:
         self._name = name
         self._context = context
-        self._stdlib = _stdlib_logging.getLogger(name)
+        self._stdlib = _stdlib_logging.getLogger(name) if stdlib is None else stdlib
 
     @property
     def name(self) -> str:
@@ -140,11 +147,11 @@ class KitLogger:
 
     def bind(self, **new_values: Any) -> KitLogger:
         """A logger with these fields added to every line."""
-        return KitLogger(self._name, {**self._context, **new_values})
+        return KitLogger(self._name, {**self._context, **new_values}, self._stdlib)
 
     def new(self, **new_values: Any) -> KitLogger:
         """A logger with only these fields."""
-        return KitLogger(self._name, dict(new_values))
+        return KitLogger(self._name, dict(new_values), self._stdlib)
 
     def unbind(self, *keys: str) -> KitLogger:
         """A logger without these fields.
@@ -155,12 +162,12 @@ class KitLogger:
         context = dict(self._context)
         for key in keys:
             del context[key]
-        return KitLogger(self._name, context)
+        return KitLogger(self._name, context, self._stdlib)
 
     def try_unbind(self, *keys: str) -> KitLogger:
         """A logger without these fields; unknown keys are ignored."""
         context = {k: v for k, v in self._context.items() if k not in keys}
-        return KitLogger(self._name, context)
+        return KitLogger(self._name, context, self._stdlib)
 
     # -- levels ------------------------------------------------------------------------------
 

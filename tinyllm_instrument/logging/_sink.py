@@ -33,7 +33,7 @@ DROP_REASONS = (
 )
 
 #: How often, at most, a file sink checks whether its path still names the file it writes to
-#: (a stat per line would cost a fifth of a line). Lines written in between go to the rotated
+#: (a stat before every line measured +35% of a line). Lines written in between go to the rotated
 #: file. When the kit finds that file deleted, the lines it wrote there since it last found the
 #: file at its path are counted as dropped (reason ``rotated``): at most that many were lost.
 REOPEN_CHECK_SECONDS = 0.1
@@ -120,7 +120,8 @@ class Sink:
     wants_bytes = False
     path: str | None = None
 
-    def write(self, line: str | bytes) -> None:
+    def write(self, line: str | bytes) -> bool:
+        """Write one line; False only when the sink was closed (the line is not counted)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -210,12 +211,11 @@ class FileSink(Sink):
             self._checked_at = time.monotonic()
             self._since_check = 0
 
-    def write(self, line: str | bytes) -> None:
+    def write(self, line: str | bytes) -> bool:
         data = line if isinstance(line, bytes) else line.encode("utf-8", "replace")
         with self._lock:
             if self._closed:
-                count_dropped("closed")
-                return
+                return False
             if time.monotonic() - self._checked_at >= REOPEN_CHECK_SECONDS:
                 self._check_rotation()
             try:
@@ -226,6 +226,7 @@ class FileSink(Sink):
                 self._since_check += 1
             except OSError as exc:
                 self._failed(exc)
+        return True
 
     def close(self) -> None:
         with self._lock:
@@ -256,11 +257,11 @@ class StreamSink(Sink):
     def _target(self) -> Any:
         return self._stream
 
-    def write(self, line: str | bytes) -> None:
+    def write(self, line: str | bytes) -> bool:
         me = threading.get_ident()
         if self._owner == me:  # re-entered from a signal handler on this thread
             self._pending.append(line)
-            return
+            return True
         with self._lock:
             self._owner = me
             try:
@@ -269,6 +270,7 @@ class StreamSink(Sink):
                     self._emit(self._pending.pop(0))
             finally:
                 self._owner = None
+        return True
 
     def _emit(self, line: str | bytes) -> None:
         if self._broken:
