@@ -647,6 +647,8 @@ class RedactionPolicy:
         """
         rules = self._rules
         cache = rules.key_cache
+        clean = rules.clean
+        users = rules.user_patterns
         for key, value in fields.items():  # values are replaced, the keys stay: no resize
             if key in skip:
                 continue
@@ -658,7 +660,8 @@ class RedactionPolicy:
                 continue
             cls = type(value)
             if cls is str:
-                if len(value) >= _MIN_MATCH_LEN or rules.user_patterns:
+                # Most strings of a line were seen before (event, node, app, ids): one lookup.
+                if users or (value not in clean and len(value) >= _MIN_MATCH_LEN):
                     fields[key] = self._scan(value, rules)
             elif cls is not int and cls is not float and cls is not bool and value is not None:
                 fields[key] = self._redact(value, rules, True, 0, None)
