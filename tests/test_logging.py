@@ -1099,3 +1099,9 @@ def test_kit_logger_api_matches_structlogs_bound_loggers(out):
         ["c"],
         ["a", "b"],
     ]
+
+
+def test_a_field_named_like_the_kits_bookkeeping_does_not_cost_the_line(out):
+    get_logger("app").info("hi", _record="mine", positional_args=("x",))
+    (line,) = json_lines(out.getvalue())
+    assert line["event"] == "hi" and line["level"] == "info"

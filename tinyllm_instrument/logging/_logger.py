@@ -12,7 +12,7 @@ import structlog
 from structlog.typing import Processor
 
 from .._errors import Stage, report_internal_error
-from ._processors import LEVEL_NUMBERS
+from ._processors import LEVEL_NUMBERS, format_args
 from ._sink import Sink, count_dropped
 
 __all__ = [
@@ -99,10 +99,9 @@ def _method(name: str, level_no: int, exc_info: bool = False) -> Any:
         event_dict = context.copy() if context else {}
         if kw:
             event_dict.update(kw)
-        if args:
-            event_dict["positional_args"] = args
         if event is not None:
-            event_dict["event"] = event
+            # Formatted here, as structlog's own loggers do, so no field name is taken.
+            event_dict["event"] = format_args(event, args) if args else event
         pipeline.run(self, name, event_dict, pipeline.processors)
         return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any, cast
@@ -161,6 +162,8 @@ class Enrich:
 
     def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
         record = event_dict.get("_record")
+        if record is not None and not isinstance(record, logging.LogRecord):
+            record = None  # a caller's own field of that name, not a stdlib record
         if record is None:
             level = _LEVEL_NAMES.get(method_name, method_name)
             level_no = LEVEL_NUMBERS.get(level, 20)
@@ -179,9 +182,6 @@ class Enrich:
                 span = None
             if not sampler.keep(level_no, event_dict.get("event"), span):
                 raise structlog.DropEvent
-        args = event_dict.pop("positional_args", None)
-        if args:
-            event_dict["event"] = format_args(event_dict.get("event"), args)
         event_dict["level"] = level
         if record is not None:
             event_dict["logger"] = record.name
