@@ -18,6 +18,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from cases import CASES, ITEMS, KINDS, REFERENCES  # noqa: E402
+from log_cases import LOG_CASES, REDACTION_CASES  # noqa: E402
 
 #: Like-for-like references shown beside the target ones: the raw span with the same attributes,
 #: and the raw span sampled out by the same sampler as the kit's sampled-out calls.
@@ -114,6 +115,65 @@ def table(runs: list[list[Sample]]) -> str:
     return "\n".join(lines)
 
 
+def log_table(runs: list[list[Sample]]) -> str:
+    """The log-line rows (ratios to structlog's native line) and redaction's cost per KB."""
+    lines: list[str] = []
+    rows = []
+    verdicts = []
+    for case, (label, ref, target) in LOG_CASES.items():
+        values = [r[("log", case)] for run in runs for r in run if ("log", case) in r]
+        if not values:
+            continue
+        ref_text = target_text = met = ""
+        if ref is not None:
+            cell, med = _ratio_cell(runs, "log", case, ref)
+            ref_text = f"{cell} of {ref}" if cell else ""
+            if target is not None and med is not None:
+                target_text = f"≤ {target:.1f}"
+                met = "yes" if med <= target else "no"
+                verdicts.append((case, med, target, med <= target))
+        rows.append(
+            f"| {label} | {statistics.median(values):,.0f} | {ref_text} | {target_text} | {met} |"
+        )
+    if rows:
+        lines.append(
+            "Log line: median ns per line, one JSON line to a file inside a recording span; "
+            "ratios taken within each round as above."
+        )
+        lines.append("")
+        lines.append("| case | ns | × reference | target | met |")
+        lines.append("|---|---:|---:|---:|:---:|")
+        lines.extend(rows)
+        lines.append("")
+        missed = [v for v in verdicts if not v[3]]
+        lines.append(
+            f"Log-line targets met: {len(verdicts) - len(missed)} of {len(verdicts)}"
+            + (
+                "; missed: " + ", ".join(f"{c} {m:.2f} > {t:.1f}" for c, m, t, _ in missed)
+                if missed
+                else ""
+            )
+        )
+    redaction = []
+    for case, kb in REDACTION_CASES.items():
+        values = [r[("redaction", case)] for run in runs for r in run if ("redaction", case) in r]
+        if values:
+            per_kb = statistics.median(values)
+            redaction.append(f"| {kb:,} KB | {per_kb / 1000:,.1f} | {per_kb * kb / 1e6:,.1f} |")
+    if redaction:
+        if lines:
+            lines.append("")
+        lines.append(
+            "Redaction of a signed URL (credentials, token, long signature): cost per KB, which "
+            "stays flat as the text grows (linear time)."
+        )
+        lines.append("")
+        lines.append("| text | µs per KB | ms per text |")
+        lines.append("|---:|---:|---:|")
+        lines.extend(redaction)
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", help="pytest-benchmark --benchmark-json outputs")
@@ -123,6 +183,10 @@ def main() -> int:
         print("no benchmark results in " + ", ".join(args.files), file=sys.stderr)
         return 1
     print(table(runs))
+    extra = log_table(runs)
+    if extra:
+        print()
+        print(extra)
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 
-from tinyllm_instrument.logging import configure_logging
+from tinyllm_instrument.logging import configure_logging, default_app_name
 from tinyllm_instrument.telemetry import TelemetryConfig, configure_telemetry
 
 
@@ -33,7 +33,7 @@ def test_logging_trace_correlation_snippet_as_written():
     assert line["level"] == "info"
     assert line["trace_id"] == format(ctx.trace_id, "032x")
     assert line["span_id"] == format(ctx.span_id, "016x")
-    assert line["app"] == "tinyllm" and line["version"]
+    assert line["app"] == default_app_name()  # the program's service name, not the kit's
     assert line["timestamp"].endswith("Z")
 
 

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -14,17 +15,18 @@ from datetime import datetime, timezone
 
 import pytest
 import structlog
+from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 import tinyllm_instrument
-from tinyllm_instrument import logging as tlog
 from tinyllm_instrument.logging import (
     bind_context,
     bound_context,
     clear_context,
     configure_log_sampling,
     configure_logging,
+    default_app_name,
     enrichment_processors,
     get_log_sampling_stats,
     get_logger,
@@ -37,7 +39,7 @@ from tinyllm_instrument.logging import (
 )
 from tinyllm_instrument.redaction import REDACTED, reset_redaction
 
-REQUIRED = ("event", "level", "timestamp", "logger", "app", "version")
+REQUIRED = ("event", "level", "timestamp", "logger", "app")
 
 
 def json_lines(text: str) -> list[dict]:
@@ -99,8 +101,8 @@ def test_guide_console_configuration_writes_readable_lines_to_stdout(capsys):
     text = capsys.readouterr().out
     assert "task_started" in text
     assert "task_id=abc123" in text
-    assert "app=tinyllm" in text
-    assert f"version={tinyllm_instrument.__version__}" in text
+    assert f"app={default_app_name()}" in text
+    assert "version=" not in text  # the app's version, when configure_logging is given one
     assert text.count("\n") == 1
 
 
@@ -120,8 +122,8 @@ def test_guide_json_configuration_writes_one_object_per_line_to_the_file(tmp_pat
     ]
     for line in lines:
         assert_required_fields(line)
-        assert line["app"] == "tinyllm"
-        assert line["version"] == tinyllm_instrument.__version__
+        assert line["app"] == default_app_name()
+        assert "version" not in line
         assert line["logger"] == "guide"
 
 
@@ -641,12 +643,25 @@ def test_reconfiguring_switches_format_and_level(capsys):
     assert "as_console_debug" in lines[1] and not lines[1].startswith("{")
 
 
+def _open_fds_on(path) -> int:
+    fds = os.listdir("/proc/self/fd")
+    return sum(1 for fd in fds if _readlink(f"/proc/self/fd/{fd}") == str(path))
+
+
+def _readlink(link: str) -> str:
+    try:
+        return os.readlink(link)
+    except OSError:
+        return ""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to list open files")
 def test_json_to_file_then_reconfigure_closes_the_old_file(tmp_path):
     path = tmp_path / "a.log"
     configure_logging(log_format="json", log_file=path)
-    (handler,) = kit_handlers()
+    assert _open_fds_on(path) == 1
     configure_logging(log_format="json", stream=io.StringIO())
-    assert handler.stream is None or handler.stream.closed  # type: ignore[attr-defined]
+    assert _open_fds_on(path) == 0
 
 
 def test_level_filters_lines_below_it(out):
@@ -808,7 +823,7 @@ def test_a_broken_span_does_not_cost_the_line(out, monkeypatch):
     def explode():
         raise RuntimeError("otel broken")
 
-    monkeypatch.setattr(tlog._otel_trace, "get_current_span", explode)
+    monkeypatch.setattr(otel_trace, "get_current_span", explode)
     get_logger("t").info("survives")
     events = [line["event"] for line in json_lines(out.getvalue())]
     assert "survives" in events
@@ -850,9 +865,243 @@ def test_enrichment_processors_make_captured_logs_look_like_rendered_lines(confi
     assert (entry["api_key"], entry["max_tokens"]) == (REDACTED, 5)
     assert (entry["component"], entry["request_id"]) == ("executor", "req-1")
     assert entry["span_id"] == format(span.get_span_context().span_id, "016x")
-    assert (entry["app"], entry["version"]) == (
-        ("svc", "2.0") if configured else ("tinyllm", tinyllm_instrument.__version__)
+    assert (entry["app"], entry.get("version")) == (
+        ("svc", "2.0") if configured else (default_app_name(), None)
     )
     assert entry["level"] == "info" and "timestamp" in entry
     if configured:
         assert entry["logger"] == "cap"
+
+
+# ----------------------------------------------------------------------------------------------
+# One call, one line: control characters from any text are escaped (issue 14, item 11)
+# ----------------------------------------------------------------------------------------------
+
+FORGED = "done\n2026-01-01T00:00:00Z [info     ] admin_login user=root\x1b[2J\x1b]0;pwned\x07"
+
+
+def test_console_lines_escape_control_characters_so_one_call_is_one_line():
+    buf = io.StringIO()
+    configure_logging(log_format="console", stream=buf)
+    log = get_logger("app\x1b[31m")
+    log.info(FORGED, note="a\nb", **{"k\rey": "v\u2028w\x85x"})
+    logging.getLogger("lib").warning("stdlib %s", "x\ny\x1b[2J")
+    log.info("plain", items=["a\nb", "\x1b"])
+
+    text = buf.getvalue()
+    lines = text.splitlines()
+    assert len(lines) == 3, lines
+    for forbidden in ("\x1b", "\x07", "\r", "\u2028", "\x85"):
+        assert forbidden not in text
+    assert "done\\n2026-01-01T00:00:00Z [info     ] admin_login" in lines[0]
+    assert "\\x1b[2J\\x1b]0;pwned\\x07" in lines[0]
+    assert "stdlib x\\ny\\x1b[2J" in lines[1]
+
+
+def test_a_console_traceback_keeps_its_lines_but_none_can_pass_for_a_log_line():
+    buf = io.StringIO()
+    configure_logging(log_format="console", stream=buf)
+    try:
+        raise ValueError("bad\n2026-01-01T00:00:00Z [info     ] forged\x1b[2J")
+    except ValueError:
+        get_logger("app").exception("failed")
+        logging.getLogger("lib").exception("stdlib failed")
+
+    lines = buf.getvalue().splitlines()
+    heads = [line for line in lines if not line.startswith("  ")]
+    assert len(heads) == 2 and "failed" in heads[0] and "stdlib failed" in heads[1]
+    assert any(line.startswith("  Traceback (most recent call last):") for line in lines)
+    assert "\x1b" not in buf.getvalue()
+
+
+def test_json_lines_stay_one_line_whatever_the_text(out):
+    log = get_logger("app\n")
+    log.info(FORGED, note="v\u2028w\u2029x\x85y\x9b2J")
+    logging.getLogger("lib").warning("stdlib\n%s", "x\u2028y")
+    try:
+        raise ValueError("multi\nline\x1b")
+    except ValueError:
+        log.exception("boom")
+
+    text = out.getvalue()
+    lines = text.split("\n")[:-1]
+    assert len(lines) == 3 and len(text.splitlines()) == 3  # splitlines also splits on U+2028
+    first, second, third = (json.loads(line) for line in lines)
+    assert first["event"] == FORGED and first["note"] == "v\u2028w\u2029x\x85y\x9b2J"
+    assert second["event"] == "stdlib\nx\u2028y"
+    assert "ValueError: multi\nline\x1b" in third["exception"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Records that do not render, values JSON refuses (issue 14, items 8 and 9)
+# ----------------------------------------------------------------------------------------------
+
+
+def test_a_stdlib_record_whose_arguments_do_not_fit_is_written_with_a_note(out, capfd, monkeypatch):
+    # pytest's own capture handler on the root logger would raise on such a record: only ours.
+    monkeypatch.setattr(logging.getLogger(), "handlers", kit_handlers())
+    logging.getLogger("lib").warning("key %s and %s", "sk-live-abcdefghijklmnop")
+    logging.getLogger("lib").info("%d items", "many")
+    logging.getLogger("lib").info("%(user)s did %(what)s", {"user": "ada"})
+
+    err = capfd.readouterr().err
+    assert err == "", "no '--- Logging error ---' dump of the raw arguments on stderr"
+    first, second, third = json_lines(out.getvalue())
+    assert first["event"].startswith("key %s and %s [log arguments did not fit: TypeError")
+    assert "sk-live" not in out.getvalue()
+    assert "[REDACTED]" in first["event"]
+    assert second["event"].startswith("%d items [log arguments did not fit")
+    assert third["event"].startswith("%(user)s did %(what)s [log arguments did not fit: KeyError")
+
+
+def test_kit_logger_arguments_that_do_not_fit_are_noted_too(out):
+    get_logger("app").info("%s and %s", "one")
+    (line,) = json_lines(out.getvalue())
+    assert line["event"].startswith("%s and %s [log arguments did not fit: TypeError")
+
+
+class _LeakyRepr:
+    """str() is harmless; repr(), which the line shows, holds a secret."""
+
+    def __str__(self) -> str:
+        return "client"
+
+    def __repr__(self) -> str:
+        return "Client(api_key='sk-live-abcdefghijklmnop', token='tok-12345')"
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_objects_are_shown_by_their_redacted_repr(fmt):
+    buf = io.StringIO()
+    configure_logging(log_format=fmt, stream=buf)
+    get_logger("app").info("made", client=_LeakyRepr(), clients=[_LeakyRepr()])
+    text = buf.getvalue()
+    assert "sk-live" not in text and "tok-12345" not in text
+    assert "Client(api_key='[REDACTED]', token='[REDACTED]')" in text
+
+
+# ----------------------------------------------------------------------------------------------
+# Identity: app and version (issue 17, item 11)
+# ----------------------------------------------------------------------------------------------
+
+
+def test_app_defaults_to_the_service_name_run_sets_then_otel_then_the_program(monkeypatch):
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "otel-name")
+    monkeypatch.setenv("TINYLLM_INSTRUMENT_SERVICE_NAME", "kit-name")
+    assert default_app_name() == "kit-name"
+    monkeypatch.delenv("TINYLLM_INSTRUMENT_SERVICE_NAME")
+    assert default_app_name() == "otel-name"
+    monkeypatch.delenv("OTEL_SERVICE_NAME")
+    main = sys.modules["__main__"]
+    monkeypatch.setattr(main, "__spec__", None, raising=False)
+    monkeypatch.setattr(sys, "argv", ["/srv/bots/support_bot.py", "--x"])
+    assert default_app_name() == "support_bot"
+    monkeypatch.setattr(sys, "argv", ["-c"])
+    assert default_app_name() == "python"
+
+
+def test_a_script_under_python_m_or_a_file_is_named_after_itself(tmp_path):
+    (tmp_path / "support_bot.py").write_text(
+        "import io, json\n"
+        "from tinyllm_instrument.logging import configure_logging, get_logger\n"
+        "out = io.StringIO()\n"
+        "configure_logging(log_format='json', stream=out)\n"
+        "get_logger('x').info('hi')\n"
+        "print(json.loads(out.getvalue())['app'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if "SERVICE_NAME" not in k}
+    as_file = subprocess.run(
+        [sys.executable, "support_bot.py"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    as_module = subprocess.run(
+        [sys.executable, "-m", "support_bot"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert as_file.stdout == as_module.stdout == "support_bot\n", (as_file, as_module)
+    env["TINYLLM_INSTRUMENT_SERVICE_NAME"] = "Support Bot"
+    named = subprocess.run(
+        [sys.executable, "support_bot.py"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert named.stdout == "Support Bot\n"
+
+
+def test_app_and_version_given_are_written_and_the_kit_version_is_not(out):
+    configure_logging(log_format="json", stream=out, app="support-bot", version="2.3.1")
+    get_logger("x").info("hi")
+    logging.getLogger("lib").info("stdlib hi")
+    for line in json_lines(out.getvalue()):
+        assert (line["app"], line["version"]) == ("support-bot", "2.3.1")
+        assert tinyllm_instrument.__version__ not in json.dumps(
+            {k: v for k, v in line.items() if k != "version"}
+        )
+    info = get_logging_info()
+    assert (info["app"], info["version"]) == ("support-bot", "2.3.1")
+
+
+@pytest.mark.parametrize("kwargs", [{"app": ""}, {"app": 3}, {"version": " "}])
+def test_an_empty_app_or_version_is_a_value_error(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        configure_logging(**kwargs)
+    assert not is_logging_configured()
+
+
+# ----------------------------------------------------------------------------------------------
+# The native path keeps what the stdlib path gave
+# ----------------------------------------------------------------------------------------------
+
+
+def test_kit_loggers_honour_stdlib_levels_for_their_name_and_logging_disable(out):
+    logging.getLogger("noisy").setLevel(logging.WARNING)
+    try:
+        get_logger("noisy").info("hidden")
+        get_logger("noisy.child").info("hidden too")
+        get_logger("noisy").warning("shown")
+        logging.disable(logging.CRITICAL)
+        get_logger("other").error("disabled")
+    finally:
+        logging.disable(logging.NOTSET)
+        logging.getLogger("noisy").setLevel(logging.NOTSET)
+    assert [line["event"] for line in json_lines(out.getvalue())] == ["shown"]
+
+
+def test_plain_structlog_loggers_go_through_the_kit_chain(out, tracer):
+    with tracer.start_as_current_span("op"):
+        structlog.get_logger("plain").info("via structlog", password="x", n=1)
+        structlog.get_logger().debug("below the level")
+    (line,) = json_lines(out.getvalue())
+    assert (line["logger"], line["password"], line["n"]) == ("plain", REDACTED, 1)
+    assert "trace_id" in line and line["app"] == default_app_name()
+
+
+def test_kit_logger_api_matches_structlogs_bound_loggers(out):
+    base = get_logger("api", a=1)
+    bound = base.bind(b=2)
+    bound.msg("msg")
+    bound.unbind("a").warn("warn")
+    bound.try_unbind("nope", "b").log(logging.ERROR, "log %s", "error")
+    bound.new(c=3).fatal("fatal")
+    asyncio.run(bound.ainfo("async"))
+    with pytest.raises(KeyError):
+        bound.unbind("missing")
+    assert base.is_enabled_for(logging.INFO) and not base.isEnabledFor(logging.DEBUG)
+
+    lines = json_lines(out.getvalue())
+    assert [(x["event"], x["level"]) for x in lines] == [
+        ("msg", "info"),
+        ("warn", "warning"),
+        ("log error", "error"),
+        ("fatal", "critical"),
+        ("async", "info"),
+    ]
+    assert [sorted(set(x) & {"a", "b", "c"}) for x in lines] == [
+        ["a", "b"],
+        ["b"],
+        ["a"],
+        ["c"],
+        ["a", "b"],
+    ]
+
+
+def test_a_field_named_like_the_kits_bookkeeping_does_not_cost_the_line(out):
+    get_logger("app").info("hi", _record="mine", positional_args=("x",))
+    (line,) = json_lines(out.getvalue())
+    assert line["event"] == "hi" and line["level"] == "info"

@@ -71,6 +71,7 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "tinyllm_instrumentation_errors_total": ("counter", ("stage",), "instrumentation_errors"),
     "tinyllm_spans_dropped_total": ("counter", ("reason",), "spans_dropped"),
     "tinyllm_spans_exported_total": ("counter", (), "spans_exported"),
+    "tinyllm_log_lines_dropped_total": ("counter", ("reason",), "log_lines_dropped"),
 }
 
 GUIDE_FAMILIES = {
@@ -145,6 +146,7 @@ def _record_everything(c: MetricsCollector) -> None:
     c.instrumentation_errors.labels("span_start").inc()
     c.spans_dropped.labels("queue_full").inc()
     c.spans_exported.labels().inc()
+    c.log_lines_dropped.labels("disk_full").inc()
 
 
 # --- the guide's snippets, with tinyllm renamed tinyllm_instrument -------------------------------
@@ -616,6 +618,7 @@ def test_an_unlabelled_family_is_one_series_that_counts_everything_and_resets():
     c.reset_metrics()
     assert c.registry.get_sample_value("tinyllm_spans_exported_total") == 0.0
     c.spans_exported.labels().inc()
+    c.log_lines_dropped.labels("disk_full").inc()
     assert c.registry.get_sample_value("tinyllm_spans_exported_total") == 1.0
     with pytest.raises(ValueError, match="takes 0 label values"):
         c.spans_exported.labels("extra")

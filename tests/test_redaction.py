@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import json
 import re
+import subprocess
+import sys
 from collections import namedtuple
 
 import pytest
@@ -125,12 +127,19 @@ def test_ordinary_keys_are_not_redacted(policy, key):
     assert policy.redact({key: "value-1"}) == {key: "value-1"}
 
 
-def test_non_string_keys_are_never_sensitive(policy):
-    assert policy.redact({1: "a", None: "b", ("token",): "c"}) == {
+def test_number_and_none_keys_are_never_sensitive_tuple_keys_are_judged_by_their_parts(policy):
+    assert policy.redact({1: "a", None: "b", ("node", 2): "c", ("token",): "d"}) == {
         1: "a",
         None: "b",
-        ("token",): "c",
+        ("node", 2): "c",
+        ("token",): REDACTED,
     }
+    assert policy.is_sensitive_key(("db", "password"))
+    assert not policy.is_sensitive_key(("db", "max_tokens"))
+
+
+def test_tuple_keys_are_scanned_too(policy):
+    assert policy.redact({("sk-abcdefghijkl", 1): 2}) == {(REDACTED, 1): 2}
 
 
 @pytest.mark.parametrize(
@@ -157,6 +166,47 @@ def test_non_string_keys_are_never_sensitive(policy):
         ("session-token: abc123", "session-token: [REDACTED]"),
         ("client_secret=abcd", "client_secret=[REDACTED]"),
         ("ghp_abcdefghijklmnopqrstuvwxyz0123456789", REDACTED),
+        # Authorization headers in free text, a header dump and a dict's repr
+        ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "Authorization: Basic [REDACTED]"),
+        (
+            "-H 'Proxy-Authorization: Basic dXNlcjpw' -v",
+            "-H 'Proxy-Authorization: Basic [REDACTED]' -v",
+        ),
+        (
+            "{'Authorization': 'Basic dXNlcjpw', 'Accept': 'json'}",
+            "{'Authorization': '[REDACTED]', 'Accept': 'json'}",  # a quoted key: as in a dict
+        ),
+        ('"authorization":"token ghx1234"', '"authorization":"[REDACTED]"'),
+        # a mapping's text: its repr, JSON, a dict formatted into a message
+        (
+            "{('db', 'password'): 'pw1', (1, 2): 'x'}",
+            "{('db', 'password'): '[REDACTED]', (1, 2): 'x'}",
+        ),
+        (
+            '{"note": "the token=abc1 here", "n": 1}',
+            '{"note": "the token=[REDACTED] here", "n": 1}',
+        ),
+        (
+            "{'refresh_token': 'abc', 'max_tokens': 5}",
+            "{'refresh_token': '[REDACTED]', 'max_tokens': 5}",
+        ),
+        ("authorization=abc123 was rejected", "authorization=[REDACTED] rejected"),
+        ("Authorization: Custom k1 next", "Authorization: [REDACTED] next"),
+        # secrets in query strings
+        ("GET /files?token=abc123&page=2", "GET /files?token=[REDACTED]&page=2"),
+        ("https://x.io/a?x=1&secret=shh-99", "https://x.io/a?x=1&secret=[REDACTED]"),
+        (
+            "https://maps.googleapis.com/api?key=AIzaSyA-1234567890abcdefghijklmnopqrs",
+            "https://maps.googleapis.com/api?key=[REDACTED]",
+        ),
+        ("/o/f?X-Goog-Signature=7a9f00&alt=media", "/o/f?X-Goog-Signature=[REDACTED]&alt=media"),
+        ("see ?key=k-123 here", "see ?key=[REDACTED] here"),
+        ("AIzaSyA-1234567890abcdefghijklmnopqrs", REDACTED),
+        ("https://u:p@ss@host/x", "https://u:[REDACTED]@host/x"),
+        # name=value with a sensitive name: an object's repr, a command line
+        ("Client(name='bot', token='abc 123')", "Client(name='bot', token='[REDACTED]')"),
+        ('Conn(host="db", secret="x\\"y")', 'Conn(host="db", secret="[REDACTED]")'),
+        ("retry with auth=basic-xyz now", "retry with auth=[REDACTED] now"),
     ],
 )
 def test_value_patterns_redact_secrets_in_free_text(policy, text, expected):
@@ -178,6 +228,11 @@ def test_value_patterns_redact_secrets_in_free_text(policy, text, expected):
         "a.b.c and eyJ alone",
         "https://example.com:8080/path",
         "user@example.com",
+        "Authorization failed: check the logs",
+        "Basic knowledge of tokens: required",
+        "GET /search?q=cats&page=2&sort=new",
+        "https://example.com/path?max_tokens=5",
+        "sort key=name then x=1, author=Ada",
     ],
 )
 def test_ordinary_text_survives_unchanged(policy, text):
@@ -317,9 +372,77 @@ def test_process_wide_policy_can_be_configured_and_reset():
     assert get_redaction_policy().redact({"ssn": 1}) == {"ssn": 1}
 
 
-def test_policy_holds_one_precompiled_regex():
-    # The per-string work is one scan with one compiled pattern, never a compile per call.
-    assert isinstance(redaction._BUILTIN_RE, re.Pattern)
+def test_built_in_patterns_are_compiled_once():
+    # The per-string work is a scan with precompiled patterns, never a compile per call.
+    assert all(isinstance(p.regex, re.Pattern) for p in redaction._BUILTINS)
+
+
+def test_max_chars_cuts_before_scanning_and_never_shows_part_of_a_secret(policy):
+    text = "note " + "x" * 20 + " sk-abcdefghijklmnopqrstuvwxyz " + "y" * 10_000
+    out = policy.redact_text(text, max_chars=30)
+    assert out == "note " + "x" * 20 + " [REDACTED]...[truncated 10001 chars]"
+    assert policy.redact_text("short", max_chars=30) == "short"
+    assert policy.redact_text("password=hunter2 tail", max_chars=12) == (
+        "password=[REDACTED]...[truncated 5 chars]"
+    )
+    assert policy.redact({"a": ["b" * 50]}, max_chars=10) == {
+        "a": ["b" * 10 + "...[truncated 40 chars]"]
+    }
+    with pytest.raises(ValueError, match="max_chars"):
+        policy.redact_text("x", max_chars=-1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["sk-abcdefghijkl", "password=hunter2", "x" * 7, "AKIAIOSFODNN7EXAMPLE"]),
+        max_size=12,
+    ).map(" ".join),
+    st.integers(0, 80),
+)
+def test_property_a_cut_text_is_the_head_of_the_full_redaction(text, max_chars):
+    policy = RedactionPolicy()
+    full = policy.redact_text(text)
+    cut = policy.redact_text(text, max_chars)
+    head = cut.split("...[truncated ")[0]
+    assert full.startswith(head), (text, max_chars, full, cut)
+    for secret in ("abcdefghijkl", "hunter2", "IOSFODNN7EXAMPLE"):
+        assert secret not in cut
+
+
+def test_redaction_is_linear_in_the_length_of_the_text():
+    """2 MB of each input that made a pattern rescan a run from each of its positions.
+
+    Before the patterns were bounded, 100 KB of such text took 13 s and 2 MB would take hours;
+    linear, the whole set takes about a second. The subprocess's timeout only guards against a
+    hang, it measures nothing.
+    """
+    code = (
+        "from tinyllm_instrument.redaction import get_redaction_policy\n"
+        "p = get_redaction_policy()\n"
+        "n = 2 * 1024 * 1024\n"
+        "shapes = [\n"
+        "    'see https://x/?s=' + 'aB3' * (n // 3),\n"
+        "    'token: ' + 'Zz9' * (n // 3),\n"
+        "    'eyJ' * (n // 3),\n"
+        "    'a://b:' * (n // 6),\n"
+        "    'password=\"' + 'q' * n,\n"
+        "    'Authorization:' + ' ' * n + 'x',\n"
+        "    'bearer' + ' ' * n + 'x',\n"
+        "    '?' + '&a=' * (n // 3),\n"
+        "    'sk-' * (n // 3),\n"
+        "    \"x: '\" + 'a' * n,\n"
+        "    ': (' + '(a' * (n // 2),\n"
+        "    \": ('a',\" * (n // 6),\n"
+        "    ':' + '\"' * n,\n"
+        "]\n"
+        "for text in shapes:\n"
+        "    assert isinstance(p.redact_text(text), str)\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "ok\n"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -489,6 +612,15 @@ _FRAGMENTS = st.sampled_from(
         "ABCDEFGHIJKLMNOP",
         "-",
         "_",
+        "Authorization",
+        "proxy-AUTHORIZATION",
+        "Basic ",
+        "?",
+        "&",
+        "token",
+        "key",
+        "AIza",
+        "X-Goog-Signature",
     ]
 )
 
@@ -500,9 +632,10 @@ _FRAGMENTS = st.sampled_from(
         st.tuples(_FRAGMENTS, st.sampled_from(["=", ":", " = ", '":"']), _FRAGMENTS).map("".join),
     )
 )
-def test_property_the_cheap_prefilter_never_skips_a_string_the_regex_would_change(text):
-    # redact_text only runs the combined regex when _may_hold_secret says so; if the prefilter
-    # ever said no to a string the regex matches, that secret would leak.
-    if redaction._BUILTIN_RE.search(text):
-        assert len(text) >= redaction._MIN_MATCH_LEN
-        assert redaction._may_hold_secret(text)
+def test_property_the_cheap_prefilter_never_skips_a_string_a_pattern_would_change(text):
+    # redact_text runs a pattern only on strings of 8+ characters that hold one of its trigger
+    # pieces; if the prefilter ever said no to a string the pattern would change, that secret
+    # would leak. So: the same result as every pattern run on the text unconditionally.
+    policy = RedactionPolicy()
+    unfiltered = policy._apply(text, policy._spans(text, list(redaction._BUILTINS)), len(text))
+    assert policy.redact_text(text) == unfiltered

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import string
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -204,3 +206,124 @@ def test_no_planted_secret_reaches_any_sink():
         assert inside["data"]["prompt"] == payload["prompt"]
 
     check_rendered()
+
+
+# ----------------------------------------------------------------------------------------------
+# Odd shapes (issue 14, item 8): objects whose repr holds a secret, mappings JSON refuses, URLs
+# with credentials or query secrets, Authorization headers in free text, and stdlib records whose
+# arguments do not fit their message. No log sink may show one.
+# ----------------------------------------------------------------------------------------------
+
+
+class _ReprHolder:
+    """An object whose str() is harmless and whose repr() (what a log line shows) is not."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return "holder"
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+@st.composite
+def odd_planted(draw):
+    """(value to log, the core that must not survive)."""
+    core = draw(cores)
+    form = draw(
+        st.sampled_from(
+            [
+                "repr_kwarg",
+                "repr_bearer",
+                "tuple_key",
+                "tuple_key_nested",
+                "url_credentials",
+                "url_query",
+                "url_google_key",
+                "auth_basic",
+                "auth_header_repr",
+                "auth_unknown_scheme",
+            ]
+        )
+    )
+    if form == "repr_kwarg":
+        name = draw(st.sampled_from(["api_key", "token", "secret", "password", "client_secret"]))
+        return _ReprHolder(f"Client(model='gpt', {name}='{core}')"), core
+    if form == "repr_bearer":
+        return _ReprHolder(f"<Session headers={{'Authorization': 'Bearer {core}'}}>"), core
+    if form == "tuple_key":
+        key = draw(st.sampled_from([("db", "password"), ("api_key",), ("x", "access_token")]))
+        return {key: core, (1, 2): "plain"}, core
+    if form == "tuple_key_nested":
+        return {(1, "a"): {"password": core, "n": 3}}, core
+    if form == "url_credentials":
+        return f"fetching https://bot:{core}@example.com/hook now", core
+    if form == "url_query":
+        name = draw(st.sampled_from(["token", "secret", "access_token", "api_key", "sig"]))
+        return f"GET https://example.com/cb?x=1&{name}={core}&y=2", core
+    if form == "url_google_key":
+        return f"https://maps.googleapis.com/maps/api/geocode/json?key=AIza{core}", core
+    if form == "auth_basic":
+        return f"sent Authorization: Basic {core} to the proxy", core
+    if form == "auth_header_repr":
+        return f"headers={{'authorization': 'Token {core}', 'accept': '*/*'}}", core
+    return f"Proxy-Authorization: Custom {core}", core
+
+
+def _texts(value):
+    """Every string a captured entry holds: keys, values, and str() of the objects in it."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, val in value.items():
+            yield from _texts(key)
+            yield from _texts(val)
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for item in value:
+            yield from _texts(item)
+    elif value is not None and not isinstance(value, (int, float)):
+        yield str(value)
+
+
+def _log_everywhere(log, value, core):
+    log.info("odd", value=value, values=[value])
+    log.info(value if isinstance(value, str) else "odd again", nested={"v": value})
+    logging.getLogger("lib").warning("stdlib %s", value)
+    logging.getLogger("lib").warning("stdlib %s %s", value)  # does not fit: no raw dump
+    get_request_logger().log_request("r", "POST", "/x", headers={"X-Note": value}, body=value)
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_no_planted_secret_of_an_odd_shape_reaches_any_log_sink(fmt, tmp_path, capfd, monkeypatch):
+    # pytest's capture handler on the root logger raises on a record that does not fit.
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    path = tmp_path / f"app.{fmt}"
+    configure_logging(log_level="DEBUG", log_format=fmt, log_file=path)
+    log = get_logger("secrets")
+    examples = []
+
+    @settings(max_examples=300, deadline=None, database=None)
+    @given(odd_planted())
+    def check(sample):
+        value, core = sample
+        start = path.stat().st_size
+        _log_everywhere(log, value, core)
+        with open(path, encoding="utf-8") as f:
+            f.seek(start)
+            written = f.read()
+        assert written.count("\n") == 5, written
+        assert core not in written, written
+        if fmt == "json":
+            for line in written.splitlines():
+                json.loads(line)
+        with capture() as cap:  # the captured entries of tests: the same policy
+            _log_everywhere(log, value, core)
+        assert len(cap.logs) == 3 and not [t for t in _texts(cap.logs) if core in t]
+        err = capfd.readouterr().err
+        assert core not in err and "Logging error" not in err
+        examples.append(core)
+
+    check()
+    print(f"odd shapes, {fmt}: {len(examples)} examples, 0 leaked")

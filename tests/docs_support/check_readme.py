@@ -2,6 +2,7 @@
 
 import json
 
+from tinyllm_instrument.logging import default_app_name
 from tinyllm_instrument.metrics import get_metrics_collector
 from tinyllm_instrument.telemetry import shutdown_telemetry
 
@@ -41,12 +42,9 @@ assert (
 (line,) = [o for o in objects if o.get("event") == "retrieving"]
 assert line["trace_id"] == spans["retrieve"]["context"]["trace_id"].removeprefix("0x")
 assert line["span_id"] == spans["retrieve"]["context"]["span_id"].removeprefix("0x")
-assert {line["node"], line["graph"], line["logger"], line["app"]} == {
-    "retrieve",
-    "rag",
-    "quickstart",
-    "tinyllm",
-}
+assert {line["node"], line["graph"], line["logger"]} == {"retrieve", "rag", "quickstart"}
+# The program's service name (here the doc block's own), not the kit's; no kit version.
+assert line["app"] == default_app_name() and "version" not in line
 
 types = sorted({e.event_type for e in DOC_EVENTS.get_events()})  # noqa: F821
 assert types == [

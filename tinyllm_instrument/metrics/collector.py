@@ -148,6 +148,7 @@ class MetricsCollector:
     ``tinyllm_instrumentation_errors_total{stage}``                 ``instrumentation_errors``
     ``tinyllm_spans_dropped_total{reason}``                         ``spans_dropped``
     ``tinyllm_spans_exported_total``                                ``spans_exported``
+    ``tinyllm_log_lines_dropped_total{reason}``                     ``log_lines_dropped``
 
     Args:
         max_cardinality: label combinations each metric may hold before new ones are folded
@@ -254,6 +255,12 @@ class MetricsCollector:
         self.spans_exported: GuardedMetric[Counter] = g(
             Counter, "tinyllm_spans_exported_total",
             "Finished spans the exporter accepted.", (),
+        )  # fmt: skip
+        self.log_lines_dropped: GuardedMetric[Counter] = g(
+            Counter, "tinyllm_log_lines_dropped_total",
+            "Log lines that never reached their sink, by reason: sampled, disk_full, "
+            "broken_pipe, closed, write_error, render_error, rotated.",
+            (L.REASON,),
         )  # fmt: skip
         self._register_all()
 
