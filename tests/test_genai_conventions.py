@@ -122,9 +122,6 @@ def test_the_list_of_all_names_holds_every_name_written():
 
 #: Judged sensitive by redaction.py today: the word "token" with no quantity word beside it.
 #: The fix is /work/wt/_notes/redaction-vocabulary.patch (redaction.py is not this branch's).
-FAILING_TODAY = {"gen_ai.token.type"}
-
-
 @pytest.fixture
 def default_policy():
     reset_redaction()
@@ -132,22 +129,7 @@ def default_policy():
     reset_redaction()
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="redaction.py judges the word 'token' a credential; apply "
-                "_notes/redaction-vocabulary.patch, then drop this mark",
-            ),
-        )
-        if name in FAILING_TODAY
-        else name
-        for name in c.all_attribute_names()
-    ],
-)
+@pytest.mark.parametrize("name", c.all_attribute_names())
 def test_no_attribute_name_of_the_vocabulary_is_judged_sensitive(default_policy, name):
     assert not default_policy.is_sensitive_key(name)
     assert not RedactionPolicy().is_sensitive_key(name)
@@ -173,8 +155,6 @@ def test_values_of_the_vocabulary_pass_redaction_untouched(default_policy):
         "openinference.span.kind": "LLM",
     }
     for key, value in values.items():
-        if key in FAILING_TODAY:
-            continue
         assert default_policy.redact({key: value}) == {key: value}, key
 
 

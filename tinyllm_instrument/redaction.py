@@ -91,6 +91,13 @@ _QUANTITY_WORDS = frozenset(
     }
 )
 
+# Attribute names of the OpenTelemetry GenAI semantic conventions that hold the word "token" as
+# the *kind* of token counted (input / output, text / image, cached...), never a credential. Exact
+# names only, so a user key such as "token_type" or "gen_ai_token" is still judged by the rules.
+_VOCABULARY_KEYS = frozenset(
+    {"gen_ai.token.type", "gen_ai.token.modality", "gen_ai.token.cache", "gen_ai.token.phase"}
+)
+
 # camelCase / PascalCase / acronym boundaries and runs of digits; anything else separates.
 _WORD_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 
@@ -453,6 +460,8 @@ class RedactionPolicy:
         return verdict
 
     def _judge_key(self, key: str, rules: _Rules) -> bool:
+        if key in _VOCABULARY_KEYS:
+            return False
         words = split_key_words(key)
         if not words:
             return False
