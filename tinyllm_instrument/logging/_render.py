@@ -17,7 +17,7 @@ from ..redaction import get_redaction_policy, safe_str
 
 try:  # a compiled JSON encoder: about 15x faster than json.dumps for a log line
     import orjson as _orjson
-except ImportError:  # pragma: no cover - orjson is a dependency; kept working without it
+except ImportError:  # the optional extra tinyllm-instrument[fast] is not installed
     _orjson = None  # type: ignore[assignment]
 
 __all__ = [
