@@ -306,34 +306,25 @@ def _async_shell(func: Any, lifecycle: CallLifecycle, gate: Gate) -> Any:
     return observed
 
 
-def _generator_shell(func: Any, lifecycle: CallLifecycle, gate: Gate) -> Any:
-    # The user's generator is created at the call, so bad arguments raise there; the call itself
-    # starts at the first next(), when the generator's code first runs.
-    def observed(*args: Any, **kwargs: Any) -> Any:
-        if not gate.enabled:
-            return func(*args, **kwargs)
-        try:
-            gen = func(*args, **kwargs)
-        except BaseException as exc:
-            _failed_at_call(lifecycle, args, kwargs, exc)
-            raise
-        return _drive_generator(lifecycle, gen, args, kwargs)
+def _stream_shell(driver: Callable[..., Any]) -> Callable[[Any, CallLifecycle, Gate], Any]:
+    """The shell of a generator or async generator function, around its ``driver``."""
 
-    return observed
+    def shell(func: Any, lifecycle: CallLifecycle, gate: Gate) -> Any:
+        # The user's generator is created at the call, so bad arguments raise there; the call
+        # itself starts at the first step, when the generator's code first runs.
+        def observed(*args: Any, **kwargs: Any) -> Any:
+            if not gate.enabled:
+                return func(*args, **kwargs)
+            try:
+                stream = func(*args, **kwargs)
+            except BaseException as exc:
+                _failed_at_call(lifecycle, args, kwargs, exc)
+                raise
+            return driver(lifecycle, stream, args, kwargs)
 
+        return observed
 
-def _async_generator_shell(func: Any, lifecycle: CallLifecycle, gate: Gate) -> Any:
-    def observed(*args: Any, **kwargs: Any) -> Any:
-        if not gate.enabled:
-            return func(*args, **kwargs)
-        try:
-            agen = func(*args, **kwargs)
-        except BaseException as exc:
-            _failed_at_call(lifecycle, args, kwargs, exc)
-            raise
-        return _drive_async_generator(lifecycle, agen, args, kwargs)
-
-    return observed
+    return shell
 
 
 def _failed_at_call(
@@ -430,8 +421,8 @@ async def _drive_async_generator(
 _SHELLS: dict[str, Callable[[Any, CallLifecycle, Gate], Any]] = {
     SYNC: _sync_shell,
     ASYNC: _async_shell,
-    GENERATOR: _generator_shell,
-    ASYNC_GENERATOR: _async_generator_shell,
+    GENERATOR: _stream_shell(_drive_generator),
+    ASYNC_GENERATOR: _stream_shell(_drive_async_generator),
 }
 
 # The code objects of the frames a wrapped call runs in, whichever wrapper made it.

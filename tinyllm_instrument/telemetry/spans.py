@@ -362,21 +362,18 @@ def end_span(span: trace.Span) -> None:
 
 
 class _SpanScope:
-    """``with trace_span(...)``: start a span, make it current, end it. A class, not a generator
-    context manager: this sits on every traced call (see PERFORMANCE-NOTES).
+    """``with trace_span(...)``: one call of the ``traced`` lifecycle around a block. A class, not
+    a generator context manager: this sits on every traced call (see PERFORMANCE-NOTES).
     """
 
-    __slots__ = ("_name", "_attributes", "_kind", "_span", "_token")
+    __slots__ = ("_lifecycle", "_call")
 
     def __init__(self, name: str, attributes: Mapping[str, Any] | None, kind: SpanKind) -> None:
-        self._name = name
-        self._attributes = attributes
-        self._kind = kind
+        self._lifecycle = _Traced(name, attributes, kind)
 
     def __enter__(self) -> trace.Span:
-        span = self._span = start_span(self._name, self._attributes, self._kind)
-        self._token = otel_context.attach(trace.set_span_in_context(span))
-        return span
+        call = self._call = self._lifecycle.start((), {})
+        return trace.INVALID_SPAN if call is None else call.span
 
     def __exit__(
         self,
@@ -384,13 +381,13 @@ class _SpanScope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        span = self._span
-        # Like OpenTelemetry's use_span: only Exception is an error; GeneratorExit,
-        # KeyboardInterrupt and cancellation are not.
-        if isinstance(exc, Exception):
-            record_error(span, exc)
-        end_span(span)
-        otel_context.detach(self._token)
+        call = self._call
+        if call is None:
+            return
+        if exc is None:
+            self._lifecycle.end_ok(call, None)
+        else:
+            self._lifecycle.end_error(call, exc)
 
 
 def trace_span(
@@ -437,16 +434,22 @@ class _TracedCall:
 
 
 class _Traced(CallLifecycle):
-    """A span per call of the traced callable, current while its code runs."""
+    """A span per call of the traced callable (or ``trace_span`` block), current while it runs."""
 
-    __slots__ = ("name", "attributes")
+    __slots__ = ("name", "attributes", "kind")
 
-    def __init__(self, name: str, attributes: Mapping[str, Any] | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        attributes: Mapping[str, Any] | None,
+        kind: SpanKind = SpanKind.INTERNAL,
+    ) -> None:
         self.name = name
         self.attributes = attributes
+        self.kind = kind
 
     def start(self, args: tuple, kwargs: dict) -> _TracedCall | None:
-        span = start_span(self.name, self.attributes)
+        span = start_span(self.name, self.attributes, self.kind)
         try:
             return _TracedCall(span)
         except Exception as exc:  # pragma: no cover - attach of a broken runtime context
