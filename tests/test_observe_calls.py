@@ -8,6 +8,7 @@ call that raised a secret.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import io
 import json
 import logging
@@ -240,31 +241,39 @@ def test_a_broken_tracer_leaves_the_users_code_outside_any_except_block(
 # --- streams: bad arguments and a first step that fails ------------------------------------------
 
 
-def test_streams_called_with_bad_arguments_raise_at_the_call_as_without_the_kit(tinyllm_capture):
+def test_every_kind_called_with_bad_arguments_raises_at_the_call_as_without_the_kit(
+    tinyllm_capture,
+):
+    @observe(node="f")
+    def f(n, *, k=1):
+        return n
+
+    @observe(node="co")
+    async def co(n, *, k=1):
+        return n
+
     @observe(node="gen")
-    def gen(n):
+    def gen(n, *, k=1):
         yield n
 
     @observe(node="agen")
-    async def agen(n):
+    async def agen(n, *, k=1):
         yield n
 
-    for stream in (gen, agen):
-        with pytest.raises(TypeError) as observed:
-            stream(1, 2, 3)
-        with pytest.raises(TypeError) as plain:
-            stream.__wrapped__(1, 2, 3)
-        assert str(observed.value) == str(plain.value)
-    # each failed call is a span that started and failed at once, as for a plain function
-    for name in ("gen", "agen"):
-        (span,) = tinyllm_capture.spans_named(name)
-        assert span.status.status_code is StatusCode.ERROR
+    for func in (f, co, gen, agen):
+        for args, kwargs in (((1, 2, 3), {}), ((), {}), ((1,), {"j": 2})):
+            with pytest.raises(TypeError) as observed:
+                func(*args, **kwargs)
+            with pytest.raises(TypeError) as plain:
+                func.__wrapped__(*args, **kwargs)
+            assert str(observed.value) == str(plain.value)
+    # a call that never started (its arguments did not bind) is not observed, for every kind
+    assert tinyllm_capture.spans == []
+    assert _nothing_current()
 
 
 @pytest.mark.parametrize("how", ["bad arguments", "raises at once"])
-def test_a_generator_failing_before_its_first_item_ends_its_span_and_leaves_nothing(
-    tinyllm_capture, how
-):
+def test_a_generator_failing_before_its_first_item_leaves_nothing_current(tinyllm_capture, how):
     @observe(node="gen", graph="g", model="m")
     def gen(n):
         raise UserError("first step")
@@ -276,12 +285,15 @@ def test_a_generator_failing_before_its_first_item_ends_its_span_and_leaves_noth
         else:
             next(gen(1))
     assert _nothing_current()
-    (span,) = tinyllm_capture.spans_named("gen")
-    assert span.end_time is not None and span.status.status_code is StatusCode.ERROR
+    spans = tinyllm_capture.spans_named("gen")
+    assert all(s.end_time is not None for s in spans)
+    assert [s.status.status_code for s in spans] == (
+        [] if how == "bad arguments" else [StatusCode.ERROR]
+    )
 
 
 @pytest.mark.parametrize("how", ["bad arguments", "raises at once"])
-def test_an_async_generator_failing_before_its_first_item_ends_its_span_and_leaves_nothing(
+def test_an_async_generator_failing_before_its_first_item_leaves_nothing_current(
     tinyllm_capture, how
 ):
     @observe(node="agen", graph="g", model="m")
@@ -298,8 +310,11 @@ def test_an_async_generator_failing_before_its_first_item_ends_its_span_and_leav
         return _nothing_current()
 
     assert asyncio.run(task())
-    (span,) = tinyllm_capture.spans_named("agen")
-    assert span.end_time is not None and span.status.status_code is StatusCode.ERROR
+    spans = tinyllm_capture.spans_named("agen")
+    assert all(s.end_time is not None for s in spans)
+    assert [s.status.status_code for s in spans] == (
+        [] if how == "bad arguments" else [StatusCode.ERROR]
+    )
 
 
 # --- the frame above the user's function -------------------------------------------------------
@@ -446,3 +461,76 @@ def test_an_int_past_64_bits_arrives_at_a_real_otlp_receiver_without_an_encoder_
     assert span.attributes["big"] == str(2**70)
     assert span.attributes["small"] == 7
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+# --- the wrapper takes exactly the parameters of the function it wraps --------------------------
+
+SHAPES = [
+    "def f(): return ()",
+    "def f(a): return (a,)",
+    "def f(a, b=2, c=None): return (a, b, c)",
+    "def f(a, /, b, *, c, d=4): return (a, b, c, d)",
+    "def f(a=1, /, b=2): return (a, b)",
+    "def f(*args): return args",
+    "def f(**kwargs): return kwargs",
+    "def f(a, *args, k=3, **kwargs): return (a, args, k, kwargs)",
+    "def f(self, call, func, gate, observed, factory): return (self, call, func, gate, observed)",
+    "def f(_tl_func, _tl_call=2): return (_tl_func, _tl_call)",
+    "def f(a, *, _tl_k0=9): return (a, _tl_k0)",
+    "def f(x=[]): x.append(1); return len(x)",
+]
+CALLS = [
+    ((), {}),
+    ((1,), {}),
+    ((1, 2), {}),
+    ((1, 2, 3), {}),
+    ((1,), {"b": 5}),
+    ((1, 2), {"c": 3}),
+    ((), {"a": 1, "b": 2}),
+    ((1, 2, 3, 4, 5), {"k": 6, "z": 7}),
+    ((1, 2, 3, 4, 5, 6), {}),
+    ((), {"_tl_func": 1}),
+]
+
+
+def _outcome(func, args, kwargs):
+    try:
+        return ("ok", func(*args, **kwargs))
+    except Exception as exc:
+        return (type(exc).__name__, str(exc))
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["def", "async def"])
+@pytest.mark.parametrize("source", SHAPES)
+def test_the_wrapper_binds_arguments_exactly_as_the_function_does(
+    tinyllm_capture, source, is_async
+):
+    if is_async:
+        source = "async " + source
+    plain_ns: dict = {}
+    exec(source, plain_ns)
+    observed_ns: dict = {}
+    exec(source, observed_ns)
+    observed = observe(capture_input=True)(observed_ns["f"])
+
+    def run(func):
+        if not is_async:
+            return func
+        return lambda *args, **kwargs: asyncio.run(func(*args, **kwargs))
+
+    for args, kwargs in CALLS:
+        expected = _outcome(run(plain_ns["f"]), args, kwargs)
+        assert _outcome(run(observed), args, kwargs) == expected, (args, kwargs)
+    for span in tinyllm_capture.spans:
+        json.loads(span.attributes["tinyllm.input"])
+    assert inspect.signature(observed) == inspect.signature(plain_ns["f"])
+
+
+def test_a_mutable_default_is_the_functions_own_object(tinyllm_capture):
+    @observe
+    def remember(item, seen=[]):  # noqa: B006 - the behaviour under test
+        seen.append(item)
+        return seen
+
+    assert remember(1) is remember(2) is remember.__wrapped__(3)
+    assert remember(4) == [1, 2, 3, 4]

@@ -5,27 +5,33 @@
 starts and ends, what is current between its items, closing, throwing, binding as a method) are
 written here once.
 
-The wrapper of a plain function is a closure (``functools.wraps``), not a proxy object: called
-from Python bytecode it costs its own frame and nothing more, so an observed recursion reaches
-about half the interpreter's limit, as plain recursion through one decorator does. Generators,
-async generators and objects that are not functions get a :class:`FunctionLike` instead: it calls
-the user's function at once (bad arguments raise at the call, as without the kit) and still
-answers ``inspect.isgeneratorfunction`` truly, which a closure returning a generator cannot.
+Two shapes of wrapper, chosen when decorating:
 
-The closures run with the user function's globals (:func:`_rehome`), so that code which reads
-its caller's module from the frame above (``sys._getframe(1).f_globals["__name__"]``, warnings'
-``module=`` filters and registry) sees the user's module, not the kit's. Their code therefore
-reads no global name at all: everything comes from the enclosing function's cells.
+* A plain function or coroutine function gets a function made from one template with the
+  wrapped function's own parameters (:func:`_shell_factory`): a call passes its arguments on as
+  it got them, costs its own frame and nothing more (observed recursion reaches about half the
+  interpreter's limit, as plain recursion through any one decorator does), and binds as a method
+  like any function. It runs with the user function's globals (:func:`_rehome`), so code that
+  reads its caller's module from the frame above (``sys._getframe(1).f_globals``, warnings'
+  ``module=`` filters and registry) sees the user's module; so it reads no global name at all.
+* A generator or async generator function, or anything that is not a plain function (a callable
+  object, a builtin), gets a ``wrapt.FunctionWrapper`` (:class:`_Proxy`): it answers
+  ``inspect.isgeneratorfunction`` and friends for the wrapped function, binds as the wrapped
+  object would, and checks the switch in C when it is off. The user's generator is created at the
+  call, so bad arguments raise there; the call itself starts at the first step.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import linecache
 import weakref
 from collections.abc import Callable
-from types import CodeType, FunctionType, MethodType
-from typing import Any, Protocol
+from types import FrameType, FunctionType
+from typing import Any, NamedTuple, Protocol, SupportsIndex
+
+import wrapt
 
 __all__ = [
     "ALWAYS",
@@ -34,9 +40,8 @@ __all__ = [
     "GENERATOR",
     "SYNC",
     "CallLifecycle",
-    "FunctionLike",
     "Gate",
-    "is_wrapper_frame",
+    "call_in_frame",
     "kind_of",
     "lifecycle_of",
     "wrap",
@@ -67,8 +72,9 @@ class CallLifecycle:
     the kit's own, to be reported and counted, and the user's call goes on as if unobserved.
 
     * ``start(args, kwargs)`` begins a call and makes it current (its span, and whatever else the
-      lifecycle keeps in context variables). It returns the call's state, or None to run this
-      call unobserved (the kit failed to start it, or the lifecycle is switched off).
+      lifecycle keeps in context variables). ``args`` include a method's receiver. It returns the
+      call's state, or None to run this call unobserved (the kit failed to start it, or the
+      lifecycle is switched off).
     * ``end_ok(call, result)``: the call returned ``result`` (a stream: it was exhausted; the
       result is its return value). Ends the call and restores what ``start`` made current.
     * ``end_error(call, exc)``: the call raised ``exc``; the wrapper re-raises it afterwards.
@@ -136,13 +142,13 @@ def _call_method(target: Any) -> Any:
 
 
 # --------------------------------------------------------------------------------------------
-# Building a wrapper
+# Building a wrapper, and telling one
 # --------------------------------------------------------------------------------------------
 
-# wrapper (closure or FunctionLike) -> its lifecycle. Weak: a wrapper the app drops goes away.
-# Kept beside the wrappers rather than on them, so functools.wraps of an observed function (which
-# copies its __dict__) does not make the copy look observed.
-_LIFECYCLES: weakref.WeakKeyDictionary[Any, CallLifecycle] = weakref.WeakKeyDictionary()
+# Where a function wrapper keeps (a weak reference to itself, its lifecycle). The reference lets
+# lifecycle_of tell the wrapper from a copy of its __dict__ (functools.wraps of an observed
+# function copies it), which is not observed.
+_MARK = "__tinyllm_lifecycle__"
 
 
 def wrap(func: Any, lifecycle: CallLifecycle, gate: Gate = ALWAYS, kind: str | None = None) -> Any:
@@ -159,84 +165,71 @@ def wrap(func: Any, lifecycle: CallLifecycle, gate: Gate = ALWAYS, kind: str | N
         kind: the callable kind if already known (see :func:`kind_of`).
 
     Returns:
-        A function for a plain (async) function, else a :class:`FunctionLike`; for a
-        classmethod / staticmethod, one of those around the wrapper.
+        A function for a plain (async) function, else a ``wrapt.FunctionWrapper``; for a
+        classmethod / staticmethod, one of those inside a new one.
 
     Example:
         >>> observed = wrap(f, MyLifecycle())
     """
     if isinstance(func, (classmethod, staticmethod)):
-        inner = wrap(func.__func__, lifecycle, gate, kind)
-        return type(func)(inner)
+        return type(func)(wrap(func.__func__, lifecycle, gate, kind))
     if kind is None:
         kind = kind_of(func)
-    shell = _SHELLS[kind](func, lifecycle, gate)
-    wrapper: Any
     if kind in (SYNC, ASYNC) and type(func) is FunctionType:
+        shape = _shape_of(func)
+        shell = _shell_factory(shape, kind)(func, gate, lifecycle, *_defaults(func, shape))
         wrapper = functools.update_wrapper(_rehome(shell, func), func)
-    else:
-        wrapper = FunctionLike(func, shell)
-    _LIFECYCLES[wrapper] = lifecycle
-    return wrapper
+        wrapper.__dict__[_MARK] = (weakref.ref(wrapper), lifecycle)
+        return wrapper
+    shell = _shell_factory(_WRAPT, kind)(None, gate, lifecycle)
+    enabled = None if gate is ALWAYS else functools.partial(getattr, gate, "enabled")
+    proxy = _Proxy(func, shell, enabled=enabled)
+    proxy._self_lifecycle = lifecycle
+    return proxy
 
 
 def lifecycle_of(obj: Any) -> CallLifecycle | None:
     """The lifecycle of a wrapper made by :func:`wrap` (also inside a classmethod or
-    staticmethod), or None for anything else.
+    staticmethod), or None for anything else, including a copy of one's attributes.
     """
     if isinstance(obj, (classmethod, staticmethod)):
         obj = obj.__func__
-    try:
-        return _LIFECYCLES.get(obj)
-    except TypeError:  # unhashable or not weak-referenceable: not one of ours
+    if type(obj) is FunctionType:
+        mark = obj.__dict__.get(_MARK)
+        if type(mark) is tuple and len(mark) == 2 and mark[0]() is obj:
+            lifecycle: CallLifecycle = mark[1]
+            return lifecycle
         return None
+    if isinstance(obj, _Proxy):  # a real instance: wrapt proxies forward __class__
+        return getattr(obj, "_self_lifecycle", None)
+    return None
 
 
 def _rehome(shell: FunctionType, func: FunctionType) -> FunctionType:
     """The same closure, with the user function's globals (see the module docstring)."""
-    return FunctionType(
+    rehomed = FunctionType(
         shell.__code__, func.__globals__, shell.__name__, shell.__defaults__, shell.__closure__
     )
+    rehomed.__kwdefaults__ = shell.__kwdefaults__
+    return rehomed
 
 
-class FunctionLike:
-    """A wrapper that is an object, not a function, yet looks and binds like the wrapped one.
+class _BoundProxy(wrapt.BoundFunctionWrapper):
+    def __reduce_ex__(self, protocol: SupportsIndex) -> Any:
+        # As pickle does for a bound method: fetched again from its instance (or class).
+        return getattr, (self._self_instance, self.__name__)
 
-    ``inspect`` takes an object with ``__code__``, ``__name__``, ``__defaults__`` and
-    ``__kwdefaults__`` for a function, so ``isgeneratorfunction`` and friends answer for the
-    wrapped function; ``inspect.signature`` follows ``__wrapped__``. As a class attribute it binds
-    like the wrapped callable: a function (or any other descriptor) gets the instance as its
-    first argument, a callable object without ``__get__`` does not.
-    """
 
-    __slots__ = ("__wrapped__", "_call", "_binds", "__dict__", "__weakref__")
+class _Proxy(wrapt.FunctionWrapper):
+    """The wrapper of a generator, an async generator or a callable object."""
 
-    def __init__(self, wrapped: Any, call: Callable[..., Any]) -> None:
-        functools.update_wrapper(self, wrapped, updated=())
-        if isinstance(wrapped, FunctionType):
-            self.__dict__.update(wrapped.__dict__)
-            self.__code__: CodeType = wrapped.__code__
-            self.__defaults__ = wrapped.__defaults__
-            self.__kwdefaults__ = wrapped.__kwdefaults__
-        self.__wrapped__ = wrapped
-        self._call = call
-        self._binds = hasattr(type(wrapped), "__get__")
+    _self_lifecycle: CallLifecycle  # wrapt keeps _self_* names on the proxy, not the wrapped
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._call(*args, **kwargs)
+    # wrapt looks this up on every binding of a subclass (obj.method); absent, the lookup raises
+    # and clears an AttributeError each time (~0.5 us).
+    __bound_function_wrapper__ = _BoundProxy
 
-    def __get__(self, instance: Any, owner: type | None = None) -> Any:
-        if instance is None or not self._binds:
-            return self
-        return MethodType(self, instance)
-
-    def __getattr__(self, name: str) -> Any:
-        # Attributes of a wrapped callable object (its state, its methods) stay reachable.
-        if name.startswith("__") and name.endswith("__"):
-            raise AttributeError(name)
-        return getattr(self.__wrapped__, name)
-
-    def __reduce_ex__(self, protocol: Any) -> str:
+    def __reduce_ex__(self, protocol: SupportsIndex) -> str:
         # Pickle by reference, as pickle does for a plain module-level function: the name resolves
         # to this same wrapper in its module, so multiprocessing pools can ship it.
         return str(self.__qualname__)
@@ -246,94 +239,175 @@ class FunctionLike:
 
 
 # --------------------------------------------------------------------------------------------
-# The shells: one per kind. They read no globals (see _rehome): every name is a cell.
+# The shells: one template, for every kind and both calling conventions. A shell reads no
+# globals (see _rehome): every name it uses is a cell of its factory, prefixed so that it cannot
+# meet a parameter's name.
 # --------------------------------------------------------------------------------------------
 
+_SHELL_TEMPLATE = """\
+def factory(_tl_func, _tl_gate, _tl_lifecycle, {defaults}):
+    _tl_start = _tl_lifecycle.start
+    _tl_end_ok = _tl_lifecycle.end_ok
+    _tl_end_error = _tl_lifecycle.end_error
+    _tl_base = BaseException
+    _tl_recursion = RecursionError
+    _tl_driver = {driver}
 
-def _sync_shell(func: Any, lifecycle: CallLifecycle, gate: Gate) -> Any:
-    start = lifecycle.start
-    end_ok = lifecycle.end_ok
-    end_error = lifecycle.end_error
-    base_exception = BaseException
-    recursion_error = RecursionError
-
-    def observed(*args: Any, **kwargs: Any) -> Any:
-        if not gate.enabled:
-            return func(*args, **kwargs)
-        call = start(args, kwargs)
-        if call is None:
-            return func(*args, **kwargs)
+    {async_}def observed({params}):
+{body}
+    return observed
+"""
+_CALL_BODY = """\
+        if not _tl_gate.enabled:
+            return {await_}{callee}({call})
+        _tl_call = _tl_start({args}, {kwargs})
+        if _tl_call is None:
+            return {await_}{callee}({call})
         try:
-            result = func(*args, **kwargs)
-        except base_exception as exc:
+            _tl_result = {await_}{callee}({call})
+        except _tl_base as _tl_exc:
             try:
-                end_error(call, exc)
-            except recursion_error:  # at the interpreter's limit not even the call fits
+                _tl_end_error(_tl_call, _tl_exc)
+            except _tl_recursion:  # at the interpreter's limit not even this call fits
                 pass
             raise
-        end_ok(call, result)
-        return result
-
-    return observed
-
-
-def _async_shell(func: Any, lifecycle: CallLifecycle, gate: Gate) -> Any:
-    # A coroutine resumes in the Context it started in, so what start() made current is restored
-    # in that same Context, whatever runs between its awaits.
-    start = lifecycle.start
-    end_ok = lifecycle.end_ok
-    end_error = lifecycle.end_error
-    base_exception = BaseException
-    recursion_error = RecursionError
-
-    async def observed(*args: Any, **kwargs: Any) -> Any:
-        if not gate.enabled:
-            return await func(*args, **kwargs)
-        call = start(args, kwargs)
-        if call is None:
-            return await func(*args, **kwargs)
-        try:
-            result = await func(*args, **kwargs)
-        except base_exception as exc:
-            try:
-                end_error(call, exc)
-            except recursion_error:  # at the interpreter's limit not even the call fits
-                pass
-            raise
-        end_ok(call, result)
-        return result
-
-    return observed
+        _tl_end_ok(_tl_call, _tl_result)
+        return _tl_result"""
+_STREAM_BODY = """\
+        _tl_stream = {callee}({call})
+        if not _tl_gate.enabled:
+            return _tl_stream
+        return _tl_driver(_tl_lifecycle, _tl_stream, {args}, {kwargs})"""
+_SHELL_FILENAME = "<tinyllm_instrument wrapper"
+_PREFIX = "_tl_"
 
 
-def _stream_shell(driver: Callable[..., Any]) -> Callable[[Any, CallLifecycle, Gate], Any]:
-    """The shell of a generator or async generator function, around its ``driver``."""
+class _Shape(NamedTuple):
+    """The parameters of a function, as its shell repeats them: the key of a compiled template."""
 
-    def shell(func: Any, lifecycle: CallLifecycle, gate: Gate) -> Any:
-        # The user's generator is created at the call, so bad arguments raise there; the call
-        # itself starts at the first step, when the generator's code first runs.
-        def observed(*args: Any, **kwargs: Any) -> Any:
-            if not gate.enabled:
-                return func(*args, **kwargs)
-            try:
-                stream = func(*args, **kwargs)
-            except BaseException as exc:
-                _failed_at_call(lifecycle, args, kwargs, exc)
-                raise
-            return driver(lifecycle, stream, args, kwargs)
-
-        return observed
-
-    return shell
+    posonly: tuple[str, ...] = ()
+    positional: tuple[str, ...] = ()
+    kwonly: tuple[str, ...] = ()
+    var_args: str = "_tl_args"
+    var_kwargs: str = "_tl_kwargs"
+    n_defaults: int = 0  # of the positional parameters, the last ones
+    kw_defaults: tuple[str, ...] = ()  # keyword-only parameters with a default
 
 
-def _failed_at_call(
-    lifecycle: CallLifecycle, args: tuple, kwargs: dict, exc: BaseException
-) -> None:
-    """A stream whose call raised (bad arguments): a call that started and failed at once."""
-    call = lifecycle.start(args, kwargs)
-    if call is not None:
-        lifecycle.end_error(call, exc)
+#: A function whose parameters the shell's own names could meet: all arguments passed on as given.
+_ANY_ARGUMENTS = _Shape()
+#: wrapt's calling convention: (wrapped, instance, args, kwargs), instance apart from args.
+_WRAPT = _Shape(positional=("_tl_wrapped", "_tl_instance", "_tl_args", "_tl_kwargs"), var_args="")
+
+
+def _shape_of(func: FunctionType) -> _Shape:
+    """The parameters of ``func``, read from its code object (what a call must match)."""
+    code = func.__code__
+    names = code.co_varnames
+    n_pos, n_posonly = code.co_argcount, code.co_posonlyargcount
+    end_kwonly = n_pos + code.co_kwonlyargcount
+    var_args = names[end_kwonly] if code.co_flags & inspect.CO_VARARGS else ""
+    end = end_kwonly + bool(var_args)
+    var_kwargs = names[end] if code.co_flags & inspect.CO_VARKEYWORDS else ""
+    kwonly = names[n_pos:end_kwonly]
+    if any(name.startswith(_PREFIX) for name in (*names[:end], var_kwargs)):
+        return _ANY_ARGUMENTS
+    kw_defaults = func.__kwdefaults__ or {}
+    return _Shape(
+        names[:n_posonly],
+        names[n_posonly:n_pos],
+        kwonly,
+        var_args,
+        var_kwargs,
+        len(func.__defaults__ or ()),
+        tuple(name for name in kwonly if name in kw_defaults),
+    )
+
+
+def _defaults(func: FunctionType, shape: _Shape) -> list[Any]:
+    """The default values the shell's parameters take: the function's own objects."""
+    if shape is _ANY_ARGUMENTS:
+        return []
+    kw_defaults = func.__kwdefaults__ or {}
+    return [*(func.__defaults__ or ()), *(kw_defaults[name] for name in shape.kw_defaults)]
+
+
+@functools.lru_cache(maxsize=1024)
+def _shell_factory(shape: _Shape, kind: str) -> Callable[..., Any]:
+    """Compile the shell template for one parameter shape and kind (cached: shapes repeat)."""
+    if shape is _WRAPT:
+        params = list(shape.positional)
+        defaults: list[str] = []
+        callee, call = "_tl_wrapped", "*_tl_args, **_tl_kwargs"
+        args = "_tl_args if _tl_instance is None else (_tl_instance, *_tl_args)"
+        kwargs = "_tl_kwargs"
+    else:
+        params, defaults, call_items, packed, keywords = _parameter_lists(shape)
+        callee, call = "_tl_func", ", ".join(call_items)
+        args = "(" + "".join(f"{item}, " for item in packed) + ")"
+        kwargs = "{" + ", ".join(keywords) + "}"
+    is_async = kind == ASYNC
+    streams = {GENERATOR: "_drive_generator", ASYNC_GENERATOR: "_drive_async_generator"}
+    body = (_STREAM_BODY if kind in streams else _CALL_BODY).format(
+        await_="await " if is_async else "", callee=callee, call=call, args=args, kwargs=kwargs
+    )
+    source = _SHELL_TEMPLATE.format(
+        defaults="".join(f"{name}, " for name in defaults),
+        driver=streams.get(kind, "None"),
+        async_="async " if is_async else "",
+        params=", ".join(params),
+        body=body,
+    )
+    filename = f"{_SHELL_FILENAME} {kind} ({', '.join(params)})>"
+    namespace: dict[str, Any] = {
+        "_drive_generator": _drive_generator,
+        "_drive_async_generator": _drive_async_generator,
+    }
+    exec(compile(source, filename, "exec"), namespace)
+    # Tracebacks through a wrapper show its lines, as for any function with a file.
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    factory: Callable[..., Any] = namespace["factory"]
+    return factory
+
+
+def _parameter_lists(shape: _Shape) -> tuple[list[str], list[str], list[str], list[str], list[str]]:
+    """For a shape: the shell's parameters, its default names, the call's arguments, the
+    positional arguments and the keyword arguments (as dict items) handed to ``start``.
+    """
+    positional = (*shape.posonly, *shape.positional)
+    first_default = len(positional) - shape.n_defaults
+    params, defaults = [], []
+    for index, name in enumerate(positional):
+        if index >= first_default:
+            defaults.append(f"_tl_d{index}")
+            params.append(f"{name}=_tl_d{index}")
+        else:
+            params.append(name)
+        if index == len(shape.posonly) - 1:
+            params.append("/")
+    if shape.var_args:
+        params.append(f"*{shape.var_args}")
+    elif shape.kwonly:
+        params.append("*")
+    for index, name in enumerate(shape.kwonly):
+        if name in shape.kw_defaults:
+            defaults.append(f"_tl_k{index}")
+            params.append(f"{name}=_tl_k{index}")
+        else:
+            params.append(name)
+    packed = [*positional, *([f"*{shape.var_args}"] if shape.var_args else [])]
+    keywords = [f"{name!r}: {name}" for name in shape.kwonly]
+    call = [*packed, *(f"{name}={name}" for name in shape.kwonly)]
+    if shape.var_kwargs:
+        params.append(f"**{shape.var_kwargs}")
+        keywords.append(f"**{shape.var_kwargs}")
+        call.append(f"**{shape.var_kwargs}")
+    return params, defaults, call, packed, keywords
+
+
+# --------------------------------------------------------------------------------------------
+# The stream drivers: run the user's (async) generator as the call
+# --------------------------------------------------------------------------------------------
 
 
 def _drive_generator(lifecycle: CallLifecycle, gen: Any, args: tuple, kwargs: dict) -> Any:
@@ -418,24 +492,14 @@ async def _drive_async_generator(
         resume(call)
 
 
-_SHELLS: dict[str, Callable[[Any, CallLifecycle, Gate], Any]] = {
-    SYNC: _sync_shell,
-    ASYNC: _async_shell,
-    GENERATOR: _stream_shell(_drive_generator),
-    ASYNC_GENERATOR: _stream_shell(_drive_async_generator),
-}
-
-# The code objects of the frames a wrapped call runs in, whichever wrapper made it.
-_WRAPPER_CODES = frozenset(
-    {
-        _sync_shell(None, CallLifecycle(), ALWAYS).__code__,
-        _async_shell(None, CallLifecycle(), ALWAYS).__code__,
-        _drive_generator.__code__,
-        _drive_async_generator.__code__,
-    }
-)
+_DRIVER_CODES = frozenset({_drive_generator.__code__, _drive_async_generator.__code__})
 
 
-def is_wrapper_frame(code: CodeType) -> bool:
-    """Whether a frame running ``code`` is a wrapper's own (for walking a traceback)."""
-    return code in _WRAPPER_CODES
+def call_in_frame(frame: FrameType) -> Any:
+    """The call state a wrapper's frame holds (for walking a traceback); None for other frames."""
+    code = frame.f_code
+    if code in _DRIVER_CODES:
+        return frame.f_locals.get("call")
+    if code.co_filename.startswith(_SHELL_FILENAME):
+        return frame.f_locals.get("_tl_call")
+    return None

@@ -20,7 +20,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from . import _config
-from ._calls import ASYNC_GENERATOR, GENERATOR, CallLifecycle, is_wrapper_frame, kind_of
+from ._calls import ASYNC_GENERATOR, GENERATOR, CallLifecycle, call_in_frame, kind_of
 from ._calls import lifecycle_of as _lifecycle_of
 from ._calls import wrap as _wrap
 from ._context import CURRENT_GRAPH, CURRENT_MODEL, CURRENT_NODE, NO_GRAPH
@@ -210,7 +210,7 @@ class _Call:
         # The OTel Context holding the span, made once: each step of a stream attaches it again.
         self.context = _set_span_in_context(span)
         self.wants_debug = False
-        self.items = 0
+        self.items = -1  # start() makes the call current through resume(), which counts
         self.first_item_ns = 0
 
 
@@ -335,7 +335,11 @@ class _Observer(CallLifecycle):
         return call
 
     def resume(self, call: _Call) -> None:
-        """Make the call's span, node, graph and model current; :meth:`pause` undoes it."""
+        """Make the call's span, node, graph and model current; :meth:`pause` undoes it.
+
+        A stream resumes after each item it produced (to go on, be closed, or have something
+        thrown in), so the resumes are its item count whenever it ends.
+        """
         call.otel_token = _attach(call.context)
         call.node_token = _set_node(self.node)
         # A node inherits the graph of the context it runs in: setting the same value again
@@ -344,16 +348,15 @@ class _Observer(CallLifecycle):
         call.graph_token = _set_graph(graph) if _get_graph() is not graph else None
         model = self.model
         call.model_token = _set_model(model) if model is not None else None
+        call.items += 1
 
     def pause(self, call: _Call) -> None:
-        """A stream produced an item: count it, and restore the consumer's context."""
-        if not call.items:
-            call.first_item_ns = _time_ns()
-        call.items += 1
-        self._restore(call)
+        """Restore what :meth:`resume` made current: the one context reset, also of every end.
 
-    def _restore(self, call: _Call) -> None:
-        """Undo what :meth:`resume` (or :meth:`start`) made current: the one context reset."""
+        A stream pauses when it produced an item: the first time, that is its first item.
+        """
+        if self.is_stream and not call.first_item_ns:
+            call.first_item_ns = _time_ns()  # at a call's end, after anything reads it: unused
         try:
             if call.model_token is not None:
                 _reset_model(call.model_token)
@@ -462,7 +465,7 @@ class _Observer(CallLifecycle):
                 handles.first_item.observe((call.first_item_ns - call.start_ns) / 1e9)
         except Exception as exc:
             _report(Stage.OBSERVE_FINISH, exc)
-        self._restore(call)
+        self.pause(call)
 
     # -- helpers of the lifecycle ----------------------------------------------------------------
 
@@ -544,11 +547,9 @@ def _failed_inside(call: _Call, exc: BaseException) -> bool:
     observer = call.observer
     tb = exc.__traceback__
     while tb is not None:
-        frame = tb.tb_frame
-        if is_wrapper_frame(frame.f_code):
-            inner = frame.f_locals.get("call")
-            if inner is not call and type(inner) is _Call and inner.observer is observer:
-                return True
+        inner = call_in_frame(tb.tb_frame)
+        if inner is not call and type(inner) is _Call and inner.observer is observer:
+            return True
         tb = tb.tb_next
     return False
 
@@ -640,10 +641,10 @@ class _ObservedType(type):
 class ObservedFunction(metaclass=_ObservedType):
     """The type of what ``@observe`` returns, for ``isinstance`` checks only.
 
-    An observed plain function or coroutine function is a function (a closure, so that a call
-    costs one frame); an observed generator, async generator or callable object is a
-    :class:`~tinyllm_instrument._calls.FunctionLike`. ``isinstance(x, ObservedFunction)`` is true
-    for either, and for a classmethod or staticmethod holding one.
+    An observed plain function or coroutine function is a function (so that a call costs one
+    frame); an observed generator, async generator or callable object is a
+    ``wrapt.FunctionWrapper``. ``isinstance(x, ObservedFunction)`` is true for either, and for a
+    classmethod or staticmethod holding one.
 
     Example:
         >>> isinstance(observe(len), ObservedFunction)

@@ -255,19 +255,20 @@ def _record_match(pattern: TargetPattern, label: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-# The wrappers patterns installed (the function inside a classmethod or staticmethod), so that
-# _wrappable tells them from @observe'd callables. Weak: uninstrument and reloads drop them.
-_INSTALLED: weakref.WeakSet[Any] = weakref.WeakSet()
+# The wrappers patterns installed (the function inside a classmethod or staticmethod), by id, so
+# that _wrappable tells them from @observe'd callables. By identity: a wrapt proxy compares equal
+# to the function it wraps. Weak: uninstrument and reloads drop them.
+_INSTALLED: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+
+
+def _unwrapped(obj: Any) -> Any:
+    return obj.__func__ if isinstance(obj, classmethod | staticmethod) else obj
 
 
 class _PatchedType(type):
     def __instancecheck__(cls, obj: Any) -> bool:
-        if isinstance(obj, (classmethod, staticmethod)):
-            obj = obj.__func__
-        try:
-            return obj in _INSTALLED
-        except TypeError:  # unhashable, or not weak-referenceable: not ours
-            return False
+        obj = _unwrapped(obj)
+        return _INSTALLED.get(id(obj)) is obj
 
 
 class _PatchedFunction(metaclass=_PatchedType):
@@ -293,7 +294,8 @@ def _make_wrapper(target: Any, qualname: str, label: str, patch: _Patch) -> Any:
         return patch.active
 
     wrapper = observe_as(target, role, graph=qualname, is_active=active)
-    _INSTALLED.add(wrapper.__func__ if isinstance(wrapper, classmethod | staticmethod) else wrapper)
+    inner = _unwrapped(wrapper)
+    _INSTALLED[id(inner)] = inner
     return wrapper
 
 
