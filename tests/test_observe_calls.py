@@ -333,16 +333,48 @@ def test_the_frame_above_an_observed_function_belongs_to_the_users_module(tinyll
     assert asyncio.run(who_called_async()) == __name__
 
 
-def test_a_warning_from_an_observed_function_is_filtered_by_the_users_module(tinyllm_capture):
+def test_a_warning_from_an_observed_function_is_attributed_to_its_caller(tinyllm_capture):
     @observe
     def deprecated():
         warnings.warn("use something else", UserWarning, stacklevel=2)
 
+    def caller():
+        deprecated()
+        return sys._getframe().f_lineno - 1
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        line = caller()
+    (warning,) = seen
+    assert (warning.filename, warning.lineno) == (__file__, line)
+    # and filters by module see the caller's module
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         warnings.filterwarnings("error", category=UserWarning, module=re.escape(__name__))
         with pytest.raises(UserWarning, match="something else"):
-            deprecated()
+            caller()
+
+
+def test_a_log_call_with_stacklevel_in_an_observed_function_names_its_caller(tinyllm_capture):
+    # A stdlib Logger itself: configure_logging installs structlog's logger class process-wide,
+    # whose findCaller counts frames its own way (see the report on issue 14).
+    logger = logging.Logger("app.noisy")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger.addHandler(handler)
+
+    @observe
+    def noisy():
+        logger.warning("from below", stacklevel=2)
+
+    def caller():
+        noisy()
+        return sys._getframe().f_lineno - 1
+
+    line = caller()
+    (record,) = records
+    assert (record.pathname, record.lineno, record.funcName) == (__file__, line, "caller")
 
 
 # --- what reaches the span of a call that raised a secret --------------------------------------

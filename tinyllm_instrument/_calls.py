@@ -278,7 +278,11 @@ _STREAM_BODY = """\
         if not _tl_gate.enabled:
             return _tl_stream
         return _tl_driver(_tl_lifecycle, _tl_stream, {args}, {kwargs})"""
-_SHELL_FILENAME = "<tinyllm_instrument wrapper"
+# The shells' file name. warnings.warn(stacklevel=N) and logging's stacklevel (and findCaller)
+# pass over frames whose file name holds "importlib" and "_bootstrap" (CPython's own import
+# frames), and over nothing else: a shell named so counts no level, so a warning or a log call
+# inside an observed function is attributed to that function's caller, as without the kit.
+_SHELL_FILENAME = "<tinyllm_instrument wrapper, passed over like importlib._bootstrap"
 _PREFIX = "_tl_"
 
 
@@ -358,15 +362,13 @@ def _shell_factory(shape: _Shape, kind: str) -> Callable[..., Any]:
         params=", ".join(params),
         body=body,
     )
-    filename = f"{_SHELL_FILENAME} {kind} ({', '.join(params)})>"
-    namespace: dict[str, Any] = {
+    namespace = {
         "_drive_generator": _drive_generator,
         "_drive_async_generator": _drive_async_generator,
     }
-    exec(compile(source, filename, "exec"), namespace)
-    # Tracebacks through a wrapper show its lines, as for any function with a file.
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    factory: Callable[..., Any] = namespace["factory"]
+    factory: Callable[..., Any] = _compile(
+        source, f"{kind} ({', '.join(params)})", "factory", namespace
+    )
     return factory
 
 
@@ -410,86 +412,84 @@ def _parameter_lists(shape: _Shape) -> tuple[list[str], list[str], list[str], li
 # --------------------------------------------------------------------------------------------
 
 
-def _drive_generator(lifecycle: CallLifecycle, gen: Any, args: tuple, kwargs: dict) -> Any:
-    """Run ``gen`` as the call: current only while its own code runs, never across a yield."""
+# One template for both drivers: a generator's and an async generator's differ only in the
+# spelling of each step (send / asend awaited, StopIteration / StopAsyncIteration, ...).
+_DRIVER_TEMPLATE = """\
+{async_}def drive(lifecycle, stream, args, kwargs):
     call = lifecycle.start(args, kwargs)
     if call is None:
-        return (yield from gen)
+        {passthrough}
     pause = lifecycle.pause
     resume = lifecycle.resume
-    send = gen.send
-    value: Any = None
-    thrown: BaseException | None = None
+    send = stream.{send}
+    value = None
+    thrown = None
     while True:  # start() or resume() made the call current
         try:
             if thrown is None:
-                item = send(value)
+                item = {await_}send(value)
             else:
-                item, thrown = gen.throw(thrown), None
-        except StopIteration as stop:
-            lifecycle.end_ok(call, stop.value)
-            return stop.value
+                item, thrown = {await_}stream.{throw}(thrown), None
+        except {stop} as stop:
+            lifecycle.end_ok(call, {result})
+            return{returned}
         except BaseException as exc:
             lifecycle.end_error(call, exc)
             raise
         pause(call)
         try:
             value = yield item
-        except GeneratorExit:
+        except GeneratorExit:  # closed before its end: close the user's stream as the call
             resume(call)
             try:
-                gen.close()
+                {await_}stream.{close}()
             except BaseException as exc:
                 lifecycle.end_error(call, exc)
                 raise
             lifecycle.end_closed(call)
             raise
-        except BaseException as exc:  # forwarded by throw()
+        except BaseException as exc:  # thrown in by the consumer: forwarded
             thrown, value = exc, None
         resume(call)
+"""
 
 
-async def _drive_async_generator(
-    lifecycle: CallLifecycle, agen: Any, args: tuple, kwargs: dict
-) -> Any:
-    """The async twin of :func:`_drive_generator`."""
-    call = lifecycle.start(args, kwargs)
-    if call is None:
-        async for item in agen:
-            yield item
-        return
-    pause = lifecycle.pause
-    resume = lifecycle.resume
-    asend = agen.asend
-    value: Any = None
-    thrown: BaseException | None = None
-    while True:
-        try:
-            if thrown is None:
-                item = await asend(value)
-            else:
-                item, thrown = await agen.athrow(thrown), None
-        except StopAsyncIteration:
-            lifecycle.end_ok(call, None)
-            return
-        except BaseException as exc:
-            lifecycle.end_error(call, exc)
-            raise
-        pause(call)
-        try:
-            value = yield item
-        except GeneratorExit:
-            resume(call)
-            try:
-                await agen.aclose()
-            except BaseException as exc:
-                lifecycle.end_error(call, exc)
-                raise
-            lifecycle.end_closed(call)
-            raise
-        except BaseException as exc:  # forwarded by athrow()
-            thrown, value = exc, None
-        resume(call)
+#: How each step is spelled: (for a generator, for an async generator).
+_DRIVER_SPELLING = {
+    "async_": ("", "async "),
+    "await_": ("", "await "),
+    "passthrough": (
+        "return (yield from stream)",
+        "async for item in stream:\n            yield item\n        return",
+    ),
+    "send": ("send", "asend"),
+    "throw": ("throw", "athrow"),
+    "close": ("close", "aclose"),
+    "stop": ("StopIteration", "StopAsyncIteration"),
+    "result": ("stop.value", "None"),
+    "returned": (" stop.value", ""),  # an async generator returns no value
+}
+
+
+def _compile_driver(is_async: bool) -> Callable[..., Any]:
+    """The driver of a generator (or async generator): runs it as the call, current only while
+    its own code runs, never across a yield.
+    """
+    spelling = {key: pair[is_async] for key, pair in _DRIVER_SPELLING.items()}
+    kind = ASYNC_GENERATOR if is_async else GENERATOR
+    return _compile(_DRIVER_TEMPLATE.format(**spelling), f"{kind} driver", "drive", {})
+
+
+def _compile(source: str, label: str, name: str, namespace: dict[str, Any]) -> Any:
+    """Compile one of the templates; tracebacks through it show its lines, as for a file."""
+    filename = f"{_SHELL_FILENAME} {label}>"
+    exec(compile(source, filename, "exec"), namespace)
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    return namespace[name]
+
+
+_drive_generator = _compile_driver(is_async=False)
+_drive_async_generator = _compile_driver(is_async=True)
 
 
 _DRIVER_CODES = frozenset({_drive_generator.__code__, _drive_async_generator.__code__})
