@@ -566,3 +566,42 @@ def test_a_mutable_default_is_the_functions_own_object(tinyllm_capture):
 
     assert remember(1) is remember(2) is remember.__wrapped__(3)
     assert remember(4) == [1, 2, 3, 4]
+
+
+# --- observe_as: the role chosen per call, for instrument() -------------------------------------
+
+
+def test_observe_as_graph_or_node_is_the_graph_outside_any_graph_and_a_node_inside(
+    tinyllm_capture,
+):
+    from tinyllm_instrument.observe import GRAPH_OR_NODE, observe_as
+
+    def step(n):
+        return step(n - 1) if n else "done"
+
+    step = observe_as(step, GRAPH_OR_NODE, graph="agent")
+    assert step(2) == "done"
+    outer = tinyllm_capture.span("agent")
+    assert "tinyllm.node" not in outer.attributes
+    inner = [s for s in tinyllm_capture.spans if s.name != "agent"]
+    assert len(inner) == 2 and all(s.attributes["tinyllm.graph"] == "agent" for s in inner)
+    assert {s.name for s in inner} == {step.__qualname__}  # nodes are named after the qualname
+    labels = {"node": step.__qualname__, "graph": "agent"}
+    assert tinyllm_capture.sample("tinyllm_node_executions_total", labels) == 2
+
+
+def test_observe_as_runs_unobserved_while_is_active_says_no(tinyllm_capture):
+    from tinyllm_instrument.observe import NODE, observe_as
+
+    active = [True]
+
+    def work(x):
+        return x + 1
+
+    observed = observe_as(work, NODE, is_active=lambda: active[0])
+    assert observed(1) == 2
+    active[0] = False
+    assert observed(2) == 3
+    assert len(tinyllm_capture.spans) == 1
+    with pytest.raises(ValueError, match="role"):
+        observe_as(work, "boss")

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import observed_methods
 import pytest
@@ -64,3 +68,61 @@ def test_a_pool_maps_methods_instrumented_by_pattern(start_method):
             assert pool.map(Plain.square, range(3)) == [0, 1, 4]
     finally:
         uninstrument()
+
+
+POOL_SCRIPT = """\
+import multiprocessing
+import sys
+
+
+class Worker:
+    def __init__(self, factor):
+        self.factor = factor
+
+    def scale(self, x):
+        return x * self.factor
+
+    @classmethod
+    def square(cls, x):
+        return x * x
+
+
+def main():
+    with multiprocessing.get_context(sys.argv[1]).Pool(2) as pool:
+        print(pool.map(Worker(3).scale, range(4)), pool.map(Worker.square, range(4)))
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_an_app_mapping_its_methods_over_a_pool_works_under_run_as_it_does_plain(
+    tmp_path, start_method
+):
+    script = tmp_path / "pool_app.py"
+    script.write_text(POOL_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TINYLLM_INSTRUMENT_")}
+    plain = subprocess.run(
+        [sys.executable, str(script), start_method],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout == "[0, 3, 6, 9] [0, 1, 4, 9]\n"
+    cli = str(Path(sys.executable).parent / "tinyllm-instrument")
+    run = subprocess.run(
+        [cli, "run", "--instrument", "pool_app:*", str(script), start_method],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == plain.stdout

@@ -358,7 +358,7 @@ class _Observer(CallLifecycle):
 
         A stream pauses when it produced an item: the first time, that is its first item.
         """
-        if self.is_stream and not call.first_item_ns:
+        if not call.first_item_ns and self.is_stream:
             call.first_item_ns = _time_ns()  # at a call's end, after anything reads it: unused
         try:
             if call.model_token is not None:
