@@ -605,3 +605,19 @@ def test_observe_as_runs_unobserved_while_is_active_says_no(tinyllm_capture):
     assert len(tinyllm_capture.spans) == 1
     with pytest.raises(ValueError, match="role"):
         observe_as(work, "boss")
+
+
+def test_countless_distinct_signatures_keep_working_without_growing_the_line_cache(
+    tinyllm_capture,
+):
+    import linecache
+
+    def ours() -> int:
+        return sum(1 for name in linecache.cache if name.startswith("<tinyllm_instrument"))
+
+    before = ours()
+    for i in range(1500):
+        namespace: dict = {}
+        exec(f"def f(p{i}, q=1):\n    return p{i} + q\n", namespace)
+        assert observe(namespace["f"])(i) == i + 1
+    assert ours() - before <= 1024

@@ -336,9 +336,25 @@ def _defaults(func: FunctionType, shape: _Shape) -> list[Any]:
     return [*(func.__defaults__ or ()), *(kw_defaults[name] for name in shape.kw_defaults)]
 
 
-@functools.lru_cache(maxsize=1024)
+#: Compiled shell factories, by (shape, kind). Shapes repeat a lot; past this many, a shell is
+#: compiled for each wrapper and its lines are not kept for tracebacks, so that a program with
+#: countless distinct signatures cannot grow memory (nor linecache) without bound.
+_MAX_FACTORIES = 1024
+_FACTORIES: dict[tuple[_Shape, str], Callable[..., Any]] = {}
+
+
 def _shell_factory(shape: _Shape, kind: str) -> Callable[..., Any]:
-    """Compile the shell template for one parameter shape and kind (cached: shapes repeat)."""
+    """The compiled shell template for one parameter shape and kind."""
+    factory = _FACTORIES.get((shape, kind))
+    if factory is None:
+        keep = len(_FACTORIES) < _MAX_FACTORIES
+        factory = _compile_shell(shape, kind, keep)
+        if keep:
+            _FACTORIES[shape, kind] = factory
+    return factory
+
+
+def _compile_shell(shape: _Shape, kind: str, keep_lines: bool) -> Callable[..., Any]:
     if shape is _WRAPT:
         params = list(shape.positional)
         defaults: list[str] = []
@@ -367,7 +383,7 @@ def _shell_factory(shape: _Shape, kind: str) -> Callable[..., Any]:
         "_drive_async_generator": _drive_async_generator,
     }
     factory: Callable[..., Any] = _compile(
-        source, f"{kind} ({', '.join(params)})", "factory", namespace
+        source, f"{kind} ({', '.join(params)})", "factory", namespace, keep_lines
     )
     return factory
 
@@ -477,14 +493,19 @@ def _compile_driver(is_async: bool) -> Callable[..., Any]:
     """
     spelling = {key: pair[is_async] for key, pair in _DRIVER_SPELLING.items()}
     kind = ASYNC_GENERATOR if is_async else GENERATOR
-    return _compile(_DRIVER_TEMPLATE.format(**spelling), f"{kind} driver", "drive", {})
+    return _compile(_DRIVER_TEMPLATE.format(**spelling), f"{kind} driver", "drive", {}, True)
 
 
-def _compile(source: str, label: str, name: str, namespace: dict[str, Any]) -> Any:
-    """Compile one of the templates; tracebacks through it show its lines, as for a file."""
+def _compile(
+    source: str, label: str, name: str, namespace: dict[str, Any], keep_lines: bool
+) -> Any:
+    """Compile one of the templates; with ``keep_lines``, tracebacks through it show its lines,
+    as for a file.
+    """
     filename = f"{_SHELL_FILENAME} {label}>"
     exec(compile(source, filename, "exec"), namespace)
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    if keep_lines:
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     return namespace[name]
 
 
