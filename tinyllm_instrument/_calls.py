@@ -182,10 +182,18 @@ def wrap(func: Any, lifecycle: CallLifecycle, gate: Gate = ALWAYS, kind: str | N
         wrapper.__dict__[_MARK] = (weakref.ref(wrapper), lifecycle)
         return wrapper
     shell = _shell_factory(_WRAPT, kind)(None, gate, lifecycle)
-    enabled = None if gate is ALWAYS else functools.partial(getattr, gate, "enabled")
-    proxy = _Proxy(func, shell, enabled=enabled)
+    proxy = _Proxy(func, shell, enabled=None if gate is ALWAYS else _switch(gate))
     proxy._self_lifecycle = lifecycle
     return proxy
+
+
+def _switch(gate: Gate) -> Callable[[], bool]:
+    """The gate as the callable wrapt asks (in C, before anything else) on each call."""
+
+    def enabled() -> bool:
+        return gate.enabled
+
+    return enabled
 
 
 def lifecycle_of(obj: Any) -> CallLifecycle | None:

@@ -149,6 +149,7 @@ _detach: Callable[[Any], Any] = (
 )
 _time_ns = time.time_ns
 _set_span_in_context = trace.set_span_in_context
+_new_call = object.__new__
 _get_graph = CURRENT_GRAPH.get
 _set_node = CURRENT_NODE.set
 _reset_node = CURRENT_NODE.reset
@@ -190,31 +191,23 @@ class _Call:
         "start_ns",
         "graph",
         "context",
-        "otel_token",
-        "node_token",
-        "graph_token",
-        "model_token",
+        "tokens",
         "wants_debug",
         "items",
         "first_item_ns",
     )
 
-    # Set by _Observer.resume, before anything reads them.
-    otel_token: Any
-    node_token: Any
-    graph_token: Any
-    model_token: Any
+    # Set by _Observer.start, and the tokens by _Observer.resume, before anything reads them.
+    tokens: tuple[Any, Any, Any, Any]  # OTel context, node, graph, model
 
-    def __init__(self, observer: _Observer, span: Any, start_ns: int, graph: str | None) -> None:
-        self.observer = observer
-        self.span = span
-        self.start_ns = start_ns
-        self.graph = graph
-        # The OTel Context holding the span, made once: each step of a stream attaches it again.
-        self.context = _set_span_in_context(span)
-        self.wants_debug = False
-        self.items = -1  # start() makes the call current through resume(), which counts
-        self.first_item_ns = 0
+    observer: _Observer
+    span: Any
+    start_ns: int
+    graph: str | None
+    context: Any  # the OTel Context holding the span: each step of a stream attaches it again
+    wants_debug: bool
+    items: int
+    first_item_ns: int
 
 
 class _Observer(CallLifecycle):
@@ -314,7 +307,16 @@ class _Observer(CallLifecycle):
                 attributes=self.span_attributes if graph is None else self.attributes_for(graph),
                 start_time=start_ns,
             )
-            call = _Call(self, span, start_ns, graph)
+            # Filled in here rather than by an __init__, which would cost a frame per call.
+            call = _new_call(_Call)
+            call.observer = self
+            call.span = span
+            call.start_ns = start_ns
+            call.graph = graph
+            call.context = _set_span_in_context(span)
+            call.wants_debug = False
+            call.items = -1  # made current through resume(), which counts
+            call.first_item_ns = 0
             if self.capture_input and span.is_recording():
                 span.set_attribute("tinyllm.input", self._captured_input(args, kwargs))
         except Exception as exc:
@@ -343,14 +345,16 @@ class _Observer(CallLifecycle):
         A stream resumes after each item it produced (to go on, be closed, or have something
         thrown in), so the resumes are its item count whenever it ends.
         """
-        call.otel_token = _attach(call.context)
-        call.node_token = _set_node(self.node)
-        # A node inherits the graph of the context it runs in: setting the same value again
-        # would cost a set and a reset and change nothing.
         graph = call.graph
-        call.graph_token = _set_graph(graph) if _get_graph() is not graph else None
         model = self.model
-        call.model_token = _set_model(model) if model is not None else None
+        call.tokens = (
+            _attach(call.context),
+            _set_node(self.node),
+            # A node inherits the graph of the context it runs in: setting the same value
+            # again would cost a set and a reset and change nothing.
+            _set_graph(graph) if _get_graph() is not graph else None,
+            _set_model(model) if model is not None else None,
+        )
         call.items += 1
 
     def pause(self, call: _Call) -> None:
@@ -360,13 +364,14 @@ class _Observer(CallLifecycle):
         """
         if not call.first_item_ns and self.is_stream:
             call.first_item_ns = _time_ns()  # at a call's end, after anything reads it: unused
+        otel_token, node_token, graph_token, model_token = call.tokens
         try:
-            if call.model_token is not None:
-                _reset_model(call.model_token)
-            if call.graph_token is not None:
-                _reset_graph(call.graph_token)
-            _reset_node(call.node_token)
-            _detach(call.otel_token)
+            if model_token is not None:
+                _reset_model(model_token)
+            if graph_token is not None:
+                _reset_graph(graph_token)
+            _reset_node(node_token)
+            _detach(otel_token)
         except Exception as exc:  # a stream closed in another Context (garbage collector)
             _report(Stage.OBSERVE_CONTEXT, exc)
 
