@@ -836,7 +836,7 @@ def test_a_raising_event_handler_or_unprintable_attribute_never_reaches_the_user
     errors = "tinyllm_instrumentation_errors_total"
     # started + completed per call reach the broken handler: 2 x 3 failures, each counted
     assert tinyllm_capture.sample(errors, {"stage": "event_handler"}) == 6
-    assert tinyllm_capture.sample(errors, {"stage": "attribute"}) >= 3
+    assert tinyllm_capture.sample(errors, {"stage": "span_attribute"}) >= 3
 
 
 def test_disabled_switch_makes_a_call_a_pass_through(tinyllm_capture):

@@ -287,7 +287,7 @@ def test_the_program_is_compiled_with_its_definitions_wrapped_and_lines_kept(tin
     namespace, labels = _run_source()
     assert labels == ["script:cached", "script:fails", "script:Box.open"]
     assert _is_wrapped(namespace["fails"]) and _is_wrapped(vars(namespace["Box"])["open"])
-    assert namespace["fails"].__code__.co_firstlineno == 9
+    assert namespace["fails"].__wrapped__.__code__.co_firstlineno == 9
     assert namespace["cached"].__wrapped__.__code__.co_firstlineno == 4
     # a wildcard takes Python functions only: the lru_cache object is left alone
     assert not _is_wrapped(namespace["cached"])

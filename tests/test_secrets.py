@@ -7,6 +7,7 @@ fields (max_tokens, author, prompts) come through unchanged.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -327,3 +328,156 @@ def test_no_planted_secret_of_an_odd_shape_reaches_any_log_sink(fmt, tmp_path, c
 
     check()
     print(f"odd shapes, {fmt}: {len(examples)} examples, 0 leaked")
+
+
+# --- secrets raised: exception messages, chained causes, stack traces -----------------------------
+
+#: Payloads of the exception test: a share of them are raised from observed nodes.
+RAISED_EXAMPLES = max(BATCH, EXAMPLES // 5)
+KINDS = ("sync", "async", "generator", "async generator")
+
+
+class PayloadError(Exception):
+    pass
+
+
+def _free_text(payload: dict) -> list[str]:
+    """The planted free-text values (secrets inside sentences), at any depth."""
+    texts = [v for k, v in payload.items() if k.startswith("note_")]
+    for child in payload.get("children", []):
+        texts.extend(_free_text(child))
+    return texts
+
+
+def _raise_from(payload: dict) -> None:
+    texts = _free_text(payload) or ["nothing to quote"]
+    try:
+        raise KeyError("while reading: " + texts[-1])
+    except KeyError as cause:
+        raise PayloadError("refused: " + " | ".join(texts)) from cause
+
+
+def _observed_nodes(log):
+    """One observed node per callable kind; each logs its payload and raises it when told."""
+
+    @observe(node="sync", capture_input=True)
+    def sync_node(data, fail):
+        log.info("inside", data=data)
+        if fail:
+            _raise_from(data)
+        return data
+
+    @observe(node="async", capture_input=True)
+    async def async_node(data, fail):
+        log.info("inside", data=data)
+        if fail:
+            _raise_from(data)
+        return data
+
+    @observe(node="generator", capture_input=True)
+    def generator_node(data, fail):
+        yield log.info("inside", data=data)
+        if fail:
+            _raise_from(data)
+
+    @observe(node="async generator", capture_input=True)
+    async def async_generator_node(data, fail):
+        yield log.info("inside", data=data)
+        if fail:
+            _raise_from(data)
+
+    async def consume(stream):
+        return [item async for item in stream]
+
+    return {
+        "sync": sync_node,
+        "async": lambda data, fail: asyncio.run(async_node(data, fail)),
+        "generator": lambda data, fail: list(generator_node(data, fail)),
+        "async generator": lambda data, fail: asyncio.run(
+            consume(async_generator_node(data, fail))
+        ),
+    }
+
+
+def _call(nodes, kind: str, payload: dict, fail: bool) -> None:
+    if not fail:
+        nodes[kind](payload, fail)
+        return
+    try:
+        nodes[kind](payload, fail)
+    except PayloadError:
+        return
+    raise AssertionError(f"the {kind} node did not raise")
+
+
+def _span_text(span) -> str:
+    return json.dumps(
+        {
+            "attributes": dict(span.attributes),
+            "status": span.status.description,
+            "events": [(e.name, dict(e.attributes or {})) for e in span.events],
+        }
+    )
+
+
+def test_no_planted_secret_raised_from_an_observed_node_reaches_any_sink():
+    configure_observe(capture_bytes=1 << 20)
+    log = get_logger("secrets")
+    nodes = _observed_nodes(log)
+    raised: list[int] = []
+
+    with capture() as cap:
+
+        @settings(
+            max_examples=RAISED_EXAMPLES // BATCH,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+            database=None,
+        )
+        @given(st.lists(payloads(), min_size=BATCH, max_size=BATCH), st.randoms())
+        def check(batch, rnd):
+            for payload, secrets in batch:
+                kind = rnd.choice(KINDS)
+                fail = rnd.random() < 0.5
+                cap.clear()
+                _call(nodes, kind, payload, fail)
+                (span,) = cap.spans_named(kind)
+                sinks = {
+                    "span": _span_text(span),
+                    "events": json.dumps([e.to_dict() for e in cap.events]),
+                    "log entries": json.dumps(cap.logs, default=str),
+                }
+                for sink, text in sinks.items():
+                    assert not _leaks(text, secrets), (
+                        f"{kind}: {sink} leaked {_leaks(text, secrets)}"
+                    )
+                if fail:
+                    (event,) = [e for e in span.events if e.name == "exception"]
+                    if _free_text(payload):
+                        assert "[REDACTED]" in event.attributes["exception.message"]
+                    assert "direct cause" in event.attributes["exception.stacktrace"]
+                    raised.append(len(secrets))
+
+        check()
+    assert raised, "no payload was raised"
+    print(f"secrets raised: {len(raised)} payloads, {sum(raised)} secrets planted, 0 leaked")
+
+    # And rendered: the failed events become JSON log lines through the default emitter.
+    stream = io.StringIO()
+    configure_logging(log_level="DEBUG", log_format="json", stream=stream)
+
+    @settings(max_examples=200, deadline=None, database=None)
+    @given(payloads(), st.sampled_from(KINDS))
+    def check_rendered(sample, kind):
+        payload, secrets = sample
+        stream.seek(0)
+        stream.truncate()
+        _call(nodes, kind, payload, True)
+        text = stream.getvalue()
+        assert not _leaks(text, secrets), _leaks(text, secrets)
+        lines = [json.loads(line) for line in text.splitlines()]
+        assert [line["event_type"] for line in lines if "event_type" in line] == [
+            "node.execution.failed"
+        ]
+
+    check_rendered()

@@ -18,7 +18,7 @@ from ._config import STATE as _STATE
 from ._errors import Stage, report_internal_error
 from .logging import get_logger, is_logging_configured
 from .metrics import MetricsCollector, get_metrics_collector
-from .redaction import get_redaction_policy
+from .redaction import get_redaction_policy, safe_str
 from .telemetry import get_current_span_id, get_current_trace_id
 
 __all__ = sorted(
@@ -214,21 +214,14 @@ def _json_safe(value: Any, depth: int = 0) -> Any:
     if depth >= _JSON_DEPTH:  # also stops self-referencing containers
         return "<max depth>"
     if isinstance(value, Mapping):
-        return {_safe_str(k): _json_safe(v, depth + 1) for k, v in value.items()}
+        return {safe_str(k): _json_safe(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset, deque)):
         return [_json_safe(v, depth + 1) for v in value]
     if isinstance(value, datetime):
         return _iso_utc(_as_utc(value))
     if isinstance(value, date):
         return value.isoformat()
-    return _safe_str(value)
-
-
-def _safe_str(value: object) -> str:
-    try:
-        return str(value)
-    except Exception:  # a user object whose __str__ raises must not break the event
-        return f"<unprintable {type(value).__name__}>"
+    return safe_str(value)
 
 
 @dataclass(slots=True)
@@ -884,7 +877,7 @@ def _as_tags(tags: Any) -> list[str]:
         return []
     if isinstance(tags, str):  # one tag, not its characters
         return [tags]
-    return [_safe_str(t) for t in tags]
+    return [safe_str(t) for t in tags]
 
 
 def emit_event(
@@ -953,13 +946,13 @@ def emit_event(
 
     for key in ("error_message", "stack_trace"):
         if event_fields.get(key) is not None:
-            event_fields[key] = _redact(_safe_str(event_fields[key]))
+            event_fields[key] = _redact(safe_str(event_fields[key]))
 
     event = Event(
         event_type=str(event_type),
         category=category,
         severity=severity,
-        message=_redact(_safe_str(message)),
+        message=_redact(safe_str(message)),
         data=_redact(payload) if payload else payload,
         tags=_as_tags(tags),
         trace_id=None if trace_id is None else _as_hex(trace_id, 32),
@@ -976,7 +969,7 @@ def _format_exception(error: BaseException) -> str:
     try:
         return "".join(traceback.format_exception(type(error), error, error.__traceback__))
     except Exception:  # pragma: no cover - traceback guards __str__ itself; belt and braces
-        return f"{type(error).__name__}: {_safe_str(error)}\n"
+        return f"{type(error).__name__}: {safe_str(error)}\n"
 
 
 def emit_error_event(
@@ -1032,7 +1025,7 @@ def emit_error_event(
         tags,
         trace_id,
         error_type=type(error).__name__,
-        error_message=_safe_str(error),
+        error_message=safe_str(error),
         stack_trace=_format_exception(error),
         **extra,
     )

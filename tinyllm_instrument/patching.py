@@ -38,6 +38,7 @@ import logging
 import re
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import ModuleType
@@ -48,9 +49,9 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from wrapt.importer import ImportHookFinder
 
 from . import _config
-from ._context import CURRENT_GRAPH
 from ._errors import KIT_LOGGER_NAME, Stage, report_internal_error
-from .observe import ObservedFunction, _is_observed, observe
+from .observe import GRAPH, GRAPH_OR_NODE, NODE, observe_as
+from .observe import is_observed as _is_observed
 
 __all__ = [
     "ENV_GRAPH",
@@ -252,42 +253,48 @@ def _record_match(pattern: TargetPattern, label: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-class _PatchedFunction(ObservedFunction):
-    """An observed callable installed by a pattern (so that uninstrument can tell it apart)."""
+# The wrappers patterns installed (the function inside a classmethod or staticmethod), by id, so
+# that _wrappable tells them from @observe'd callables. By identity: a wrapt proxy compares equal
+# to the function it wraps. Weak: uninstrument and reloads drop them.
+_INSTALLED: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
 
-    def __repr__(self) -> str:
-        return f"<instrumented {self.__wrapped__!r}>"
+
+def _unwrapped(obj: Any) -> Any:
+    return obj.__func__ if isinstance(obj, classmethod | staticmethod) else obj
+
+
+class _PatchedType(type):
+    def __instancecheck__(cls, obj: Any) -> bool:
+        obj = _unwrapped(obj)
+        return _INSTALLED.get(id(obj)) is obj
+
+
+class _PatchedFunction(metaclass=_PatchedType):
+    """The type of an observed callable installed by a pattern, for ``isinstance`` only."""
 
 
 def _is_graph_name(graph: str, qualname: str, label: str) -> bool:
     return graph == qualname or graph == label
 
 
-def _make_wrapper(target: Any, qualname: str, label: str, patch: _Patch) -> _PatchedFunction:
+def _make_wrapper(target: Any, qualname: str, label: str, patch: _Patch) -> Any:
     """Wrap ``target``: a graph when called outside any graph (or when named), else a node."""
     graph = _STATE.graph
-    node_wrapper = observe(target)._self_wrapper  # type: ignore[attr-defined]
+    if graph is None:
+        role = GRAPH_OR_NODE
+    elif _is_graph_name(graph, qualname, label):
+        role = GRAPH
+    else:
+        role = NODE
 
-    def enabled() -> bool:
+    def active() -> bool:
         # After uninstrument, references taken while patched become plain pass-throughs.
-        return patch.active and _config.STATE.enabled
+        return patch.active
 
-    if graph is not None:
-        if _is_graph_name(graph, qualname, label):
-            wrapper = observe(graph=qualname)(target)._self_wrapper  # type: ignore[attr-defined]
-        else:
-            wrapper = node_wrapper
-        return _PatchedFunction(target, wrapper, enabled=enabled)
-
-    graph_wrapper = observe(graph=qualname)(target)._self_wrapper  # type: ignore[attr-defined]
-    current_graph = CURRENT_GRAPH.get
-
-    def dispatch(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-        if current_graph() is None:
-            return graph_wrapper(wrapped, instance, args, kwargs)
-        return node_wrapper(wrapped, instance, args, kwargs)
-
-    return _PatchedFunction(target, dispatch, enabled=enabled)
+    wrapper = observe_as(target, role, graph=qualname, is_active=active)
+    inner = _unwrapped(wrapper)
+    _INSTALLED[id(inner)] = inner
+    return wrapper
 
 
 def _function_of(raw: Any) -> Any:
