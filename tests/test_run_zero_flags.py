@@ -76,7 +76,12 @@ def test_no_flag_prints_one_tree_per_graph_call():
     """The closing note's run: a main() that asks the graph three times gives three trees."""
     result = run_cli("support_bot.py")
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    assert result.stdout.splitlines() == [  # the program's stdout is its own
+        "Refunds take 5 days. (asked: How long do refunds take?)",
+        "Order A-1001 is shipped. (asked: Where is order A-1001?)",
+        "That order could not be found. (asked: Where is order A-9999?)",
+    ]
+    lines = result.stderr.splitlines()
     starts = [i for i, line in enumerate(lines) if line.startswith("trace ")]
     assert len(starts) == 3, result.stdout
     for at in starts:

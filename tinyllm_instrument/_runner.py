@@ -108,7 +108,8 @@ class RunOptions:
     """What ``tinyllm-instrument run`` was asked to do, options already resolved.
 
     ``tracing`` None means "not said": on, with the exporter ``exporter`` / ``otlp_endpoint``
-    imply (``tree`` when neither is given). ``targets`` are the patterns given; with
+    imply (``tree`` when neither is given; its trees then go to stderr, see
+    :meth:`console_on_stderr`). ``targets`` are the patterns given; with
     ``default_targets`` and no pattern but exclusions among them, the program's own functions
     are wrapped too (see :func:`default_targets`). ``origins`` says how the user gave each option
     (field name -> ``"--flag"`` or ``"ENV_VAR"``), for messages; unlisted: its flag.
@@ -132,6 +133,11 @@ class RunOptions:
     print_plan: bool = False
     extra_env: Mapping[str, str] = field(default_factory=dict)
     origins: Mapping[str, str] = field(default_factory=dict)
+
+    def console_on_stderr(self) -> bool:
+        """Span trees on stderr when no tracing option asked for them (stdout when one did), so
+        that a run with no option leaves what the program prints on stdout as it was."""
+        return self.tracing is None and self.exporter is None and self.otlp_endpoint is None
 
     def given(self, name: str) -> str:
         """How the user gave option ``name`` (a field name): its flag or its variable."""
@@ -240,7 +246,7 @@ def _configure_kit(options: RunOptions, *, child: bool, default_service: str) ->
                 otlp_protocol=options.otlp_protocol,
                 sampling_rate=options.sampling_rate,
             )
-            if child and exporter in _CONSOLE_EXPORTERS:
+            if exporter in _CONSOLE_EXPORTERS and (child or options.console_on_stderr()):
                 configure_telemetry(replace(config, exporter="none"))
                 _print_spans_on_stderr(config)
             else:

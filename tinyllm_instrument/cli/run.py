@@ -288,16 +288,17 @@ class _RunCommand(click.Command):
     default=None,
     type=_Bool(),
     envvar=ENV_TRACING,
-    help="Record and export spans. Default: on (each trace printed as a tree unless --exporter "
-    "or --otlp-endpoint says otherwise).",
+    help="Record and export spans. Default: on; with no --tracing, --exporter or "
+    "--otlp-endpoint, each trace is printed as a tree on stderr, so the program's stdout stays "
+    "its own.",
 )
 @click.option(
     "--exporter",
     type=_OneOf(EXPORTERS),
     envvar=ENV_EXPORTER,
     help="Where spans go: tree (the default: each trace printed on stdout as a tree when its "
-    "root span ends), console (one JSON document per span on stdout), otlp (the default with "
-    "--otlp-endpoint) or none.",
+    "root span ends; on stderr when no tracing option is given), console (one JSON document "
+    "per span on stdout), otlp (the default with --otlp-endpoint) or none.",
 )
 @click.option(
     "--otlp-endpoint",
@@ -400,7 +401,7 @@ def run(
     """Run SCRIPT (or -m MODULE) with ARGS in this process, as __main__, under the kit.
 
     With no option, the program's own functions are wrapped (not its entry point) and each
-    trace is printed as a tree: tinyllm-instrument run app.py
+    trace is printed on stderr as a tree: tinyllm-instrument run app.py
 
     \b
     Example:
