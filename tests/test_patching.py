@@ -506,3 +506,33 @@ def test_the_entry_point_is_main_run_or_what_the_main_block_calls_once(source, e
     from tinyllm_instrument._rewrite import entry_points
 
     assert entry_points(source) == entry
+
+
+def test_a_module_with_hostile_attributes_gives_names_for_the_hint_without_an_error(
+    tinyllm_capture,
+):
+    import types
+
+    from tinyllm_instrument.patching import _STATE
+
+    class Hostile:
+        def __getattr__(self, name):
+            raise RuntimeError("do not touch")
+
+    module = types.ModuleType("hostile_mod")
+    exec("def helper():\n    return 1\n", module.__dict__)
+    module.trap = Hostile()
+    sys.modules["hostile_mod"] = module
+    try:
+        instrument("hostile_mod:helpr")
+        assert get_instrumentation_plan()["hostile_mod:helpr"] == [
+            "skipped hostile_mod:helpr: not defined there"
+        ]
+        with _STATE.lock:
+            assert _STATE.seen["hostile_mod:helpr"] == ["helper"]
+    finally:
+        uninstrument()
+        del sys.modules["hostile_mod"]
+    assert tinyllm_capture.sample(
+        "tinyllm_instrumentation_errors_total", {"stage": "instrument"}
+    ) in (None, 0)

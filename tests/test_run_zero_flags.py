@@ -465,3 +465,66 @@ def test_log_lines_carry_the_service_as_app_in_parent_and_child(tmp_path, servic
     events = {line["event"] for line in lines}
     assert {"a line from the parent", "a library warning"} <= events
     assert {line["app"] for line in lines} == {service or "logs_and_child"}
+
+
+def test_a_graph_named_after_the_entry_point_says_how_to_wrap_it():
+    result = run_cli("--exporter", "none", "--graph", "main", "support_bot.py")
+    assert _kit_lines(result.stderr) == [
+        f"{_PREFIX}--graph main matched no wrapped function: main is the program's entry point, "
+        "which the default targets leave alone; wrap it with --instrument 'support_bot:*'"
+    ]
+
+
+def test_a_script_no_pattern_can_name_says_so(tmp_path):
+    app = tmp_path / "my app.py"
+    app.write_text("def f():\n    return 1\n\n\nprint(f())\n")
+    result = run_cli(str(app))
+    assert (result.returncode, result.stdout) == (0, "1\n")
+    assert _kit_lines(result.stderr) == [
+        f"{_PREFIX}nothing wrapped by default: a pattern cannot name 'my app' (a module name is "
+        "letters, digits, _ and -); name what to wrap with --instrument, or rename the program"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("1\n2", "'1\\n2'"),  # a newline would make the error two lines
+        ("9" * 500, "'" + "9" * 119 + "…'"),  # a huge value is cut short
+    ],
+)
+def test_a_bad_value_stays_one_short_line(value, shown):
+    result = run_cli("--metrics-port", value, "support_bot.py")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"Error: --metrics-port {shown}: must be a port number from 0 to 65535 (0: any free port)"
+    ]
+
+
+def test_a_child_that_outlives_the_run_tells_nobody_and_does_not_fail(tmp_path):
+    from tinyllm_instrument._exit_report import child_listener
+
+    tell = child_listener(str(tmp_path / "gone.jsonl"))  # the run removed its file
+    tell("match", "kid:*", "kid:work")
+    tell("match", "kid:*", "kid:other")
+    assert not (tmp_path / "gone.jsonl").exists()
+
+
+def test_a_forked_child_tells_the_run_and_does_not_report_itself():
+    result = run_cli(
+        "--exporter",
+        "none",
+        "--instrument",
+        "forker:*",
+        "--instrument",
+        "helpers:shout",
+        "--instrument",
+        "nosuch:*",
+        "forker.py",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "forked child done\n"
+    # once, by the run: not again by the fork's own exit; helpers:shout matched in the fork
+    assert _kit_lines(result.stderr) == [
+        f"{_PREFIX}pattern 'nosuch:*' matched nothing: module 'nosuch' was never imported"
+    ]

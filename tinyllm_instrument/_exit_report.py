@@ -45,10 +45,19 @@ def new_report_file() -> str:
 def child_listener(path: str) -> Callable[[str, str, Any], None]:
     """The patching listener of a child: one JSON line per match (or module seen) to ``path``."""
 
+    gone = False
+
     def tell(kind: str, text: str, data: Any) -> None:
+        nonlocal gone
+        if gone:
+            return
         line = json.dumps({"kind": kind, "pattern": text, "data": data}) + "\n"
-        # One write of one line with O_APPEND: lines of several children never interleave.
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            # One write of one line with O_APPEND: lines of several children never interleave.
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        except OSError:  # the run has ended (and removed the file): nobody left to tell
+            gone = True
+            return
         try:
             os.write(fd, line.encode("utf-8"))
         finally:
@@ -92,15 +101,20 @@ class ExitReport:
     graph: tuple[str, str] | None = None  # (graph, as the user gave it)
     models: Sequence[tuple[str, str, str]] = ()  # (pattern, model, as the user gave it)
     children_file: str | None = None
+    unnamed_default: str | None = None  # a program no default pattern can name, as its name
     started: bool = False
     _done: bool = False
+
+    def __post_init__(self) -> None:
+        self._pid = os.getpid()
 
     def start(self) -> None:
         """The program compiled and starts: from now on there is something to report."""
         self.started = True
 
     def __call__(self) -> None:
-        if self._done:
+        # A forked child inherits the atexit handler: the process that made the report owns it.
+        if self._done or os.getpid() != self._pid:
             return
         self._done = True
         try:
@@ -213,15 +227,19 @@ class ExitReport:
             if pattern.text in self.defaults or view.matched.get(pattern.text):
                 continue
             out.append(_PREFIX + self._why(pattern, view))
+        if self.unnamed_default is not None:
+            out.append(
+                f"{_PREFIX}nothing wrapped by default: a pattern cannot name "
+                f"{self.unnamed_default!r} (a module name is letters, digits, _ and -); name "
+                "what to wrap with --instrument, or rename the program"
+            )
         labels = view.labels()
         if self.graph is not None:
             graph, given = self.graph
             qualnames = [label.partition(":")[2] for label in labels]
             if graph not in labels and graph not in qualnames:
-                out.append(
-                    f"{_PREFIX}{given} matched no wrapped function"
-                    + (_did_you_mean(graph, qualnames) if labels else " (nothing was wrapped)")
-                )
+                hint = self._graph_hint(graph, qualnames)
+                out.append(f"{_PREFIX}{given} matched no wrapped function{hint}")
         for text, _model, given in self.models:
             pattern = parse_pattern(text)
             if not any(pattern.matches_label(label) for label in labels):
@@ -230,6 +248,15 @@ class ExitReport:
                     + (_did_you_mean(text, labels) if labels else " (nothing was wrapped)")
                 )
         return out
+
+    def _graph_hint(self, graph: str, qualnames: list[str]) -> str:
+        name = graph.rpartition(":")[2]
+        if self.defaults and name in self.entry_points:
+            return (
+                f": {name} is the program's entry point, which the default targets leave "
+                f"alone; wrap it with --instrument '{self.program_names[0]}:*'"
+            )
+        return _did_you_mean(graph, qualnames) if qualnames else " (nothing was wrapped)"
 
     def _default_missed(self, patterns: list[TargetPattern], view: _View) -> str:
         shown = ", ".join(repr(p.text) for p in patterns)
@@ -291,11 +318,12 @@ class ExitReport:
         return f"{what}, use {_with_module(pattern, fixed)!r}"
 
     def _imported(self, pattern: TargetPattern) -> bool:
-        names = [*self.program_names, *sys.modules]
+        names = [*self.program_names, *sys.modules.copy()]  # threads may still import
         return any(pattern.matches_module(name) for name in names)
 
     def _not_imported(self, pattern: TargetPattern) -> str:
-        modules = sorted({*self.program_names, *(n for n in sys.modules if not n.startswith("_"))})
+        imported = (n for n in sys.modules.copy() if not n.startswith("_"))
+        modules = sorted({*self.program_names, *imported})
         if pattern.submodules:
             what = f"no submodule of {pattern.module!r} was imported"
         else:

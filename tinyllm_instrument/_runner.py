@@ -89,6 +89,8 @@ BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_boots
 _CONSOLE_EXPORTERS = ("tree", "console")
 #: The flag of each option whose name is not its field's (the others: --field-name).
 _FLAGS = {"targets": "--instrument", "models": "--model", "tracing": "--tracing"}
+#: Characters of a value shown in a message at most.
+_SHOWN_MAX = 120
 
 
 def typed_as(given: str, value: object) -> str:
@@ -99,7 +101,11 @@ def typed_as(given: str, value: object) -> str:
         >>> typed_as("TINYLLM_INSTRUMENT_SAMPLING_RATE", "2")
         'TINYLLM_INSTRUMENT_SAMPLING_RATE=2'
     """
-    quoted = shlex.quote(str(value))
+    text = str(value)
+    if len(text) > _SHOWN_MAX:
+        text = text[: _SHOWN_MAX - 1] + "…"
+    # shlex would keep a newline as is: a control character is shown escaped, the line one line
+    quoted = shlex.quote(text) if text.isprintable() else repr(text)
     return safe_text(f"{given} {quoted}" if given.startswith("-") else f"{given}={quoted}")
 
 
@@ -374,6 +380,8 @@ def _resolve_targets(
     if not options.default_targets or any(not t.startswith("!") for t in given):
         return options, {}, []
     patterns, why, entry = default_targets(program)
+    if not patterns:
+        return options, {}, []
     targets = tuple(dict.fromkeys([*patterns, *given]))
     return replace(options, targets=targets), why, entry
 
@@ -452,9 +460,11 @@ def _exit_report(
 ) -> ExitReport:
     """The report printed at exit: registered before the kit's own exit handlers, so it runs
     after them (``atexit`` runs last-in first-out): after the last span trees are printed."""
+    unnamed = options.default_targets and not why and not options.targets
     report = ExitReport(
         program_names=program.names,
         program_file=script,
+        unnamed_default=program.names[0] if unnamed else None,
         print_plan=options.print_plan,
         defaults=why,
         entry_points=entry,
@@ -472,6 +482,12 @@ def _exit_report(
         report.children_file = new_report_file()
     except OSError:  # no temporary directory: patterns matched only in children are not seen
         pass
+    else:
+        path = report.children_file
+        # A forked child tells the run what matches there, as a started one does.
+        os.register_at_fork(
+            after_in_child=lambda: setattr(_STATE, "listener", child_listener(path))
+        )
     atexit.register(report)
     return report
 

@@ -232,18 +232,21 @@ def _names_defined_in(module: ModuleType) -> list[str]:
     name = module.__name__
     out: list[str] = []
     for attr, raw in list(vars(module).items()):
-        func = getattr(raw, "__wrapped__", raw)
-        if getattr(func, "__module__", None) != name or attr.startswith("__"):
+        try:  # a module's objects may do anything on attribute access: a hint is not worth it
+            func = getattr(raw, "__wrapped__", raw)
+            if getattr(func, "__module__", None) != name or attr.startswith("__"):
+                continue
+            if isinstance(raw, type):
+                out.append(attr)
+                out.extend(
+                    f"{attr}.{member}"
+                    for member, value in vars(raw).items()
+                    if inspect.isfunction(_function_of(value)) and not _is_special(member)
+                )
+            elif callable(func):
+                out.append(attr)
+        except Exception:
             continue
-        if isinstance(raw, type):
-            out.append(attr)
-            out.extend(
-                f"{attr}.{member}"
-                for member, value in vars(raw).items()
-                if inspect.isfunction(_function_of(value)) and not _is_special(member)
-            )
-        elif callable(func):
-            out.append(attr)
     return out[:_SEEN_MAX]
 
 
