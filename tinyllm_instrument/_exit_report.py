@@ -194,7 +194,10 @@ class ExitReport:
             matched = view.matched.get(pattern.text, [])
             notes = view.notes.get(pattern.text, [])
             if not matched and not notes:
-                lines.append(f"    {_NEVER_IMPORTED}")
+                seen = pattern.text in view.seen  # by a child: its module was imported there
+                lines.append(
+                    "    matched nothing (no such name)" if seen else f"    {_NEVER_IMPORTED}"
+                )
             for label in matched:
                 line = f"    removed {label}" if pattern.exclude else f"    {label}"
                 if label in models and not pattern.exclude:
