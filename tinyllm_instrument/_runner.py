@@ -484,10 +484,10 @@ def _exit_report(
         pass
     else:
         path = report.children_file
-        # A forked child tells the run what matches there, as a started one does.
-        os.register_at_fork(
-            after_in_child=lambda: setattr(_STATE, "listener", child_listener(path))
-        )
+        if hasattr(os, "register_at_fork"):  # POSIX: a forked child tells the run what matches
+            os.register_at_fork(
+                after_in_child=lambda: setattr(_STATE, "listener", child_listener(path))
+            )
     atexit.register(report)
     return report
 
