@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed
 
-## make demo: run the example graph under the kit and print where to look (SERVE=1 keeps serving).
+## make demo: run the example graph under the kit and print where to look; SERVE=1 keeps /metrics
+## up on 127.0.0.1:9464 (where docs/cli.md reads it) until Ctrl-C, logs in demo-output/app.log.
 demo: $(VENV)/.installed
 	$(PY) examples/demo.py $(if $(SERVE),--serve,)
 

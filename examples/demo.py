@@ -5,8 +5,13 @@ the same graph without a line of the kit, through `tinyllm-instrument run`.
 
 Embedded defaults, nothing to set up: the first graph run is printed as a tree (the "tree"
 exporter), every span also goes to a JSON file through the OpenTelemetry console exporter, metrics
-are served on 127.0.0.1, logs are JSON lines in a file, events go to the log and to
-tinyllm_events_total. With --serve, the metrics endpoint stays up until Ctrl-C.
+are served on 127.0.0.1 and read back for the summary, logs are JSON lines in demo-output/app.log,
+events go to the log and to tinyllm_events_total.
+
+With --serve (``make demo SERVE=1``), /metrics stays up until Ctrl-C on port 9464, where
+docs/cli.md's examples read it; if another process holds that port, the demo says so and serves
+on a free one, printed. Without --serve the endpoint closes when the demo ends, so no URL is
+printed.
 """
 
 from __future__ import annotations
@@ -27,7 +32,11 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProces
 
 from tinyllm_instrument.events import BufferedEventHandler, get_event_emitter
 from tinyllm_instrument.logging import configure_logging
-from tinyllm_instrument.metrics import get_metrics_collector, start_metrics_server
+from tinyllm_instrument.metrics import (
+    MetricsServerError,
+    get_metrics_collector,
+    start_metrics_server,
+)
 from tinyllm_instrument.telemetry import (
     TelemetryConfig,
     add_span_processor,
@@ -40,6 +49,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import graph_app  # noqa: E402  (needs the path above)
+
+#: Where `make demo SERVE=1` serves /metrics: the port docs/cli.md's examples read.
+DOCUMENTED_PORT = 9464
 
 
 class FirstGraphRun(SimpleSpanProcessor):
@@ -62,7 +74,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--serve", action="store_true", help="keep /metrics up until Ctrl-C")
     parser.add_argument("--out", default="demo-output", help="folder for spans and logs")
-    parser.add_argument("--port", type=int, default=0, help="metrics port (0: any free port)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help=f"metrics port (default: {DOCUMENTED_PORT} with --serve, else any free port)",
+    )
     args = parser.parse_args()
 
     out = Path(args.out).resolve()
@@ -86,7 +103,7 @@ def main() -> int:
     # Lifecycle events at every severity, kept in memory for the summary below. The log handler
     # takes INFO and up, so started/completed (DEBUG) do not write a line per call.
     events_buffer = get_event_emitter().add_handler(BufferedEventHandler(max_size=10_000))
-    server, _thread = start_metrics_server(port=args.port, addr="127.0.0.1")
+    server, _thread = serve_metrics(args.port, serve=args.serve)
     url = f"http://127.0.0.1:{server.server_port}/metrics"
 
     print('The first graph run, as exporter="tree" prints each one:')
@@ -112,7 +129,10 @@ def main() -> int:
     print("         " + ", ".join(f"{name} x{n}" for name, n in sorted(by_name.items())))
     errors = [s for s in spans if s["status"]["status_code"] == "ERROR"]
     print(f"         {len(errors)} spans with status ERROR (the fake model fails now and then)")
-    print("Metrics ", url)
+    if args.serve:
+        print("Metrics ", url, "(served until Ctrl-C)")
+    else:  # the endpoint closes with the demo: no URL that would be dead by the time it is read
+        print("Metrics  read from /metrics before it closed; run `make demo SERVE=1` to keep it up")
     print(f"         {len(families)} tinyllm_* series names, e.g. tinyllm_node_executions_total:")
     for line in exposition.splitlines():
         if line.startswith("tinyllm_node_executions_total{"):
@@ -133,7 +153,8 @@ def main() -> int:
     run_zero_code(out)
 
     if args.serve:
-        print(f"\nServing {url} until Ctrl-C.")
+        print(f"\nServing {url} until Ctrl-C; the JSON logs are in {log_path}.")
+        sys.stdout.flush()
         try:
             while True:
                 _thread.join(1.0)
@@ -144,16 +165,30 @@ def main() -> int:
     return 0
 
 
+def serve_metrics(port: int | None, *, serve: bool) -> tuple[object, object]:
+    """Serve /metrics: on the documented port with --serve (a free one if it is taken, said in
+    one line), else on any free port, for the summary to read back."""
+    if port is None and serve:
+        try:
+            return start_metrics_server(port=DOCUMENTED_PORT, addr="127.0.0.1")
+        except MetricsServerError:
+            server, thread = start_metrics_server(port=0, addr="127.0.0.1")
+            print(
+                f"Port {DOCUMENTED_PORT} is taken, so the metrics are served on "
+                f"http://127.0.0.1:{server.server_port}/metrics instead: use that port in "
+                "docs/cli.md's commands.\n"
+            )
+            return server, thread
+    return start_metrics_server(port=port or 0, addr="127.0.0.1")
+
+
 def run_zero_code(out: Path) -> None:
     """Part 2: the un-decorated app under `tinyllm-instrument run`, in a child process."""
     command = [
         str(Path(sys.executable).with_name("tinyllm-instrument")),
         "run",
-        "--instrument",
-        "plain_app:*",
-        "--graph",
-        "answer",
-        "--tracing",
+        "--exporter",
+        "tree",
         "--log-format",
         "json",
         "--log-file",
@@ -164,25 +199,24 @@ def run_zero_code(out: Path) -> None:
     print("\nZero-code: " + " ".join(command[1:]).replace(str(HERE) + "/", "examples/"))
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     (out / "run-stdout.txt").write_text(result.stdout)
-    start = re.search(r"^trace ", result.stdout, flags=re.M)
-    tree = result.stdout[start.start() :].splitlines() if start else []
-    names = Counter(m[1] for line in tree[1:] if (m := _TREE_ROW.match(line)))
+    lines = result.stdout.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("trace ")]
+    trees = [lines[a:b] for a, b in zip(starts, [*starts[1:], len(lines)], strict=True)]
+    names = Counter(m[1] for tree in trees for line in tree[1:] if (m := _TREE_ROW.match(line)))
     logs = (out / "run-app.log").read_text().splitlines()
     print(f"         exit code {result.returncode}; the plan it printed:")
     for line in result.stderr.splitlines():
         print("           " + line)
     print(
-        f"Traces   {sum(names.values())} spans in one tree (plain_app:* wraps main's run() too), "
-        f"in {out / 'run-stdout.txt'}: "
+        f"Traces   {len(trees)} trees, one per answer() call (run() is the entry point, not "
+        f"wrapped by default), in {out / 'run-stdout.txt'}: "
         + ", ".join(f"{name} x{n}" for name, n in sorted(names.items()))
     )
-    # Its first two graph runs: up to the third child of the root.
-    children = [i for i, line in enumerate(tree) if line.startswith(("├─ ", "└─ "))]
-    shown = tree[: children[2]] if len(children) > 2 else tree
-    for line in shown:
-        print("         " + line)
-    if len(shown) < len(tree):
-        print(f"         ... {len(tree) - len(shown)} more lines")
+    for tree in trees[:2]:
+        for line in tree:
+            print("         " + line)
+    if len(trees) > 2:
+        print(f"         ... {len(trees) - 2} more trees")
     print(f"Logs     {len(logs)} JSON lines in {out / 'run-app.log'}")
 
 

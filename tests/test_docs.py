@@ -10,7 +10,9 @@ What each block language gets
              ``PATH`` and must exit 0. A command may span lines with a trailing ``\\``; text after
              an unquoted `` #`` is a comment. In ``console`` blocks commands start with ``$ `` and
              the other lines are the output shown: each shown line must match a line of the real
-             output, in order, with digits, hex ids and timestamps free (a line ``...`` skips).
+             output, in order, with digits, hex ids and timestamps free (a line ``...`` skips);
+             in a span tree also its bars and column widths. (README.md's and docs/run.md's
+             outputs are held closer still: tests/test_docs_run.py.)
              Other commands (``make``, ``curl``, ``docker``...) are not run.
 ``yaml``     ``yaml.safe_load``; with a ``promtool`` directive, checked by promtool.
 ``json``     ``json.loads``.
@@ -549,8 +551,27 @@ _HEX_RE = re.compile(r"\b[0-9a-f]{16,}\b")
 _NUM_RE = re.compile(r"\d+(?:\.\d+)?")
 
 
+_TREE_GLYPHS_RE = re.compile(r"[█·]")
+
+
+def _tree_line_pattern(line: str) -> re.Pattern[str]:
+    """A line of a span tree: its trace id (8 hex digits), numbers, the bar of when each span ran
+    and the column widths (which follow the durations) match any value."""
+    parts = []
+    for token in line.split():
+        if _TREE_GLYPHS_RE.fullmatch(token[:1]) and set(token) <= {"█", "·"}:
+            parts.append("[█·]+")
+        elif re.fullmatch(r"[0-9a-f]{8,}", token):
+            parts.append("[0-9a-f]+")
+        else:
+            parts.append(r"\d+(?:\.\d+)?".join(re.escape(p) for p in _NUM_RE.split(token)))
+    return re.compile(r"\s+".join(parts))
+
+
 def _shown_line_pattern(line: str) -> re.Pattern[str]:
     """Ids (16+ hex digits) and numbers (counts, durations, ports, dates) match any value."""
+    if _TREE_GLYPHS_RE.search(line):
+        return _tree_line_pattern(line)
     parts = []
     for k, chunk in enumerate(_HEX_RE.split(line.strip())):
         if k:

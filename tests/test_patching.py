@@ -331,3 +331,208 @@ def test_instrumentor_applies_the_environment_targets(monkeypatch, tinyllm_captu
     finally:
         instrumentor.uninstrument()
     assert beta.helper_b is original
+
+
+# --- exclusions ---------------------------------------------------------------------------------
+
+
+def test_an_exclusion_parses_with_a_bang_and_matches_what_it_names():
+    pattern = parse_pattern(" !patchme.alpha:Greeter.* ")
+    assert pattern == TargetPattern(
+        "!patchme.alpha:Greeter.*", "patchme.alpha", False, ("Greeter", "*"), exclude=True
+    )
+    assert pattern.matches_label("patchme.alpha:Greeter.__init__")  # an exclusion takes all
+    assert not parse_pattern("patchme.alpha:Greeter.*").matches_label(
+        "patchme.alpha:Greeter.__init__"
+    )
+    assert parse_targets("app:*, !app:main") == ["app:*", "!app:main"]
+    for bad in ["!", "!!app:main", "! ", "app:!main"]:
+        with pytest.raises(ValueError, match="with ! in front to exclude"):
+            parse_pattern(bad)
+
+
+def test_an_exclusion_removes_what_the_other_patterns_select_and_the_plan_says_so():
+    instrument("patchme.alpha:*", "!patchme.alpha:double", "!patchme.alpha:Greeter.*")
+    alpha = importlib.import_module("patchme.alpha")
+    assert not _is_wrapped(alpha.double) and _is_wrapped(alpha.outer)
+    assert not any(_is_wrapped(v) for v in vars(alpha.Greeter).values())
+    plan = get_instrumentation_plan()
+    assert plan["!patchme.alpha:double"] == ["removed patchme.alpha:double"]
+    assert plan["!patchme.alpha:Greeter.*"] == [
+        "removed patchme.alpha:Greeter.greet",
+        "removed patchme.alpha:Greeter.shout",
+        "removed patchme.alpha:Greeter.make",
+        "removed patchme.alpha:Greeter.__call__",
+    ]
+    assert "patchme.alpha:double" not in plan["patchme.alpha:*"]
+
+
+def test_an_exclusion_given_later_unwraps_and_lifting_it_wraps_again():
+    alpha = importlib.import_module("patchme.alpha")
+    original = alpha.double
+    instrument("patchme.alpha:*")
+    assert _is_wrapped(alpha.double)
+    instrument("!patchme.alpha:double")
+    assert alpha.double is original
+    assert "patchme.alpha:double" not in get_instrumentation_plan()["patchme.alpha:*"]
+    uninstrument("!patchme.alpha:double")
+    assert _is_wrapped(alpha.double)
+    assert "patchme.alpha:double" in get_instrumentation_plan()["patchme.alpha:*"]
+
+
+def test_an_exclusion_removes_a_definition_of_the_program_itself():
+    instrument("script:*", "!script:Box.open")
+    namespace, labels = _run_source()
+    assert labels == ["script:cached", "script:fails"]
+    assert not _is_wrapped(vars(namespace["Box"])["open"]) and _is_wrapped(namespace["fails"])
+    assert get_instrumentation_plan()["!script:Box.open"] == ["removed script:Box.open"]
+
+
+def test_the_instrumentor_takes_exclusions_and_models_from_the_environment(monkeypatch):
+    from tinyllm_instrument.patching import get_model_plan
+
+    monkeypatch.setenv("TINYLLM_INSTRUMENT_TARGETS", "patchme.alpha:*, !patchme.alpha:double")
+    monkeypatch.setenv("TINYLLM_INSTRUMENT_MODELS", "patchme.alpha:outer=gpt-4o")
+    alpha = importlib.import_module("patchme.alpha")
+    instrumentor = TinyLLMInstrumentor()
+    instrumentor.instrument()
+    try:
+        assert _is_wrapped(alpha.outer) and not _is_wrapped(alpha.double)
+        assert get_model_plan() == {"patchme.alpha:outer": "gpt-4o"}
+    finally:
+        instrumentor.uninstrument()
+
+
+# --- models -------------------------------------------------------------------------------------
+
+
+def test_model_assignments_parse_and_a_malformed_one_is_one_clear_error():
+    from tinyllm_instrument._patterns import parse_model, parse_models
+
+    assert parse_model(" app:call_model = gpt-4o-mini ") == ("app:call_model", "gpt-4o-mini")
+    assert parse_models("a:f=m1, b.*:*=models/gemini-1.5-pro,") == {
+        "a:f": "m1",
+        "b.*:*": "models/gemini-1.5-pro",
+    }
+    assert parse_models({"a:f": "m1"}) == {"a:f": "m1"}
+    cases = {
+        "gpt-4o": "model 'gpt-4o': must be PATTERN=NAME, such as 'app:call_model=gpt-4o-mini'",
+        "a:f=": "model 'a:f=': must be PATTERN=NAME, such as 'app:call_model=gpt-4o-mini'",
+        "a f=x": "model 'a f=x': 'a f' is not a valid pattern; use module:function, "
+        "module:Class.method, module:*, module:Class.* or package.*:*",
+        "!a:f=x": "model '!a:f=x': '!a:f' is an exclusion; a model is named for what is wrapped",
+        "a:f=x y": "model 'a:f=x y': model name 'x y' must not hold spaces, commas or control "
+        "characters",
+        "a:f=x,a:f=y": "model 'a:f=y': a:f already has model 'x'; give each pattern one model",
+    }
+    for text, message in cases.items():
+        with pytest.raises(ValueError) as info:
+            parse_models(text)
+        assert str(info.value) == message
+    with pytest.raises(ValueError, match="must be a dict"):
+        instrument("patchme.alpha:*", models=["a:f=x"])  # type: ignore[arg-type]
+
+
+def test_instrument_keeps_the_model_of_each_wrapped_callable_for_the_plan():
+    from tinyllm_instrument.patching import _model_for, get_model_plan
+
+    instrument(
+        "patchme.alpha:*",
+        models={"patchme.alpha:Greeter.*": "claude-3-5-haiku", "patchme.alpha:outer": "gpt-4o"},
+    )
+    importlib.import_module("patchme.alpha")
+    assert get_model_plan() == {
+        "patchme.alpha:outer": "gpt-4o",
+        "patchme.alpha:Greeter.greet": "claude-3-5-haiku",
+        "patchme.alpha:Greeter.shout": "claude-3-5-haiku",
+        "patchme.alpha:Greeter.make": "claude-3-5-haiku",
+        "patchme.alpha:Greeter.__call__": "claude-3-5-haiku",
+    }
+    assert _model_for("patchme.alpha:double") is None
+    assert _model_for("patchme.alpha:outer") == "gpt-4o"
+    uninstrument()
+    assert get_model_plan() == {}
+
+
+# --- the program's entry point -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "entry"),
+    [
+        ("def main(): ...\ndef run(): ...\ndef answer(): ...\n", ["main", "run"]),
+        ("class C:\n    def main(self): ...\n", []),  # a method is not the program's entry
+        (
+            "import sys\ndef go(): ...\ndef answer(): ...\n"
+            "if __name__ == '__main__':\n    sys.exit(go())\n",
+            ["go"],
+        ),
+        (
+            "import asyncio\nasync def serve(): ...\n"
+            "if '__main__' == __name__:\n    asyncio.run(serve())\n",
+            ["serve"],
+        ),
+        (
+            "def answer(q): ...\nif __name__ == '__main__':\n    for q in 'ab':\n"
+            "        print(answer(q))\n",
+            [],
+        ),
+        (
+            "def answer(q): ...\nif __name__ == '__main__':\n    print(answer('a'))\n"
+            "    print(answer('b'))\n",
+            [],
+        ),
+        ("def answer(q): ...\nif __name__ == '__main__':\n    [answer(q) for q in 'ab']\n", []),
+        (
+            "def answer(q): ...\nif __name__ == '__main__':\n    while True:\n        answer(1)\n",
+            [],
+        ),
+        (
+            "def answers(): ...\nif __name__ == '__main__':\n    for a in answers():\n"
+            "        print(a)\n",
+            ["answers"],
+        ),
+        (
+            "def helper(): ...\nif __name__ == '__main__':\n    def local(): helper()\n"
+            "    local()\n",
+            [],
+        ),
+        ("def answer(): ...\nanswer()\n", []),  # a call outside the guard is no entry point
+        ("try:\n    def main(): ...\nexcept ImportError:\n    pass\n", ["main"]),
+        ("def main(:\n", []),  # does not compile: Python reports it when it runs
+    ],
+)
+def test_the_entry_point_is_main_run_or_what_the_main_block_calls_once(source, entry):
+    from tinyllm_instrument._rewrite import entry_points
+
+    assert entry_points(source) == entry
+
+
+def test_a_module_with_hostile_attributes_gives_names_for_the_hint_without_an_error(
+    tinyllm_capture,
+):
+    import types
+
+    from tinyllm_instrument.patching import _STATE
+
+    class Hostile:
+        def __getattr__(self, name):
+            raise RuntimeError("do not touch")
+
+    module = types.ModuleType("hostile_mod")
+    exec("def helper():\n    return 1\n", module.__dict__)
+    module.trap = Hostile()
+    sys.modules["hostile_mod"] = module
+    try:
+        instrument("hostile_mod:helpr")
+        assert get_instrumentation_plan()["hostile_mod:helpr"] == [
+            "skipped hostile_mod:helpr: not defined there"
+        ]
+        with _STATE.lock:
+            assert _STATE.seen["hostile_mod:helpr"] == ["helper"]
+    finally:
+        uninstrument()
+        del sys.modules["hostile_mod"]
+    assert tinyllm_capture.sample(
+        "tinyllm_instrumentation_errors_total", {"stage": "instrument"}
+    ) in (None, 0)

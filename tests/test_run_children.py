@@ -248,12 +248,16 @@ def test_the_guard_knows_the_checked_versions():
 
 
 def test_print_plan_says_when_children_are_not_followed(monkeypatch, capsys):
-    from tinyllm_instrument import _children, _runner
+    from tinyllm_instrument import _children
+    from tinyllm_instrument._exit_report import ExitReport
 
-    _runner._print_plan()
+    def print_plan() -> None:
+        ExitReport(("app",), "app.py", print_plan=True, started=True)()
+
+    print_plan()
     assert "not checked" not in capsys.readouterr().err
     monkeypatch.setattr(_children, "CHECKED_VERSIONS", frozenset())
-    _runner._print_plan()
+    print_plan()
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == "tinyllm-instrument plan:"
     assert lines[-1].startswith("  Python 3.") and "is not checked" in lines[-1]

@@ -16,7 +16,7 @@ import signal
 import sys
 import traceback
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import CodeType
 from typing import Any
@@ -147,12 +147,20 @@ def _compile(module: types.ModuleType, program: Program) -> CodeType:
     return code
 
 
-def run_main(module: types.ModuleType, program: Program) -> int:
+def run_main(
+    module: types.ModuleType, program: Program, *, on_start: Callable[[], object] | None = None
+) -> int:
     """Run ``program`` in ``module``; its exit code, as the interpreter would make it.
 
     SIGTERM gets the kit's handler first when it has none (see
     :func:`tinyllm_instrument.telemetry.unwind_on_sigterm`), also without tracing: the program
     unwinds and flushes its logs before the process ends by the signal.
+
+    Args:
+        module: the main module to run it in.
+        program: what to run.
+        on_start: called once the program compiled, just before it runs (not for a program
+            that does not compile: Python would not have started it either).
 
     Returns:
         0, the ``sys.exit`` code, 1 after an uncaught exception (its traceback printed as Python
@@ -166,6 +174,8 @@ def run_main(module: types.ModuleType, program: Program) -> int:
     except SyntaxError as exc:  # as Python reports a program that does not compile: no traceback
         _print_uncaught(exc.with_traceback(None))
         return 1
+    if on_start is not None:
+        on_start()
     try:
         exec(code, module.__dict__)
     except SystemExit as exc:

@@ -21,9 +21,18 @@ from types import CodeType
 from typing import Any
 
 from ._errors import Stage, report_internal_error
-from .patching import _STATE, TargetPattern, _make_wrapper, _note, _Patch, _record_match, _wrappable
+from .patching import (
+    _STATE,
+    TargetPattern,
+    _new_wrapper,
+    _note,
+    _Patch,
+    _record_match,
+    _record_seen,
+    _wrappable,
+)
 
-__all__ = ["DEFINITION_HOOK_NAME", "compile_with_patterns", "definition_hook"]
+__all__ = ["DEFINITION_HOOK_NAME", "compile_with_patterns", "definition_hook", "entry_points"]
 
 #: The global name under which :func:`compile_with_patterns` code finds its decorator.
 DEFINITION_HOOK_NAME = "__tinyllm_instrument__"
@@ -39,11 +48,18 @@ def _is_observe_decorator(node: ast.expr) -> bool:
 
 
 class _Decorate(ast.NodeTransformer):
-    def __init__(self, patterns: Sequence[TargetPattern], module_label: str) -> None:
+    def __init__(
+        self,
+        patterns: Sequence[TargetPattern],
+        exclusions: Sequence[TargetPattern],
+        module_label: str,
+    ) -> None:
         self.patterns = patterns
+        self.exclusions = exclusions
         self.module_label = module_label
         self.prefix: list[str] = []
-        self.matched: list[tuple[TargetPattern, str]] = []
+        self.matched: list[tuple[TargetPattern, str]] = []  # an exclusion's: what it removed
+        self.names: list[str] = []  # every class and def visited, for a did-you-mean
 
     def _statements(self, body: list[ast.stmt]) -> None:
         for stmt in body:
@@ -58,6 +74,7 @@ class _Decorate(ast.NodeTransformer):
         return node
 
     def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:  # noqa: N802 - ast API
+        self.names.append(".".join([*self.prefix, node.name]))
         self.prefix.append(node.name)
         self._statements(node.body)
         self.prefix.pop()
@@ -65,10 +82,15 @@ class _Decorate(ast.NodeTransformer):
 
     def _visit_def(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.AST:
         qualname = ".".join([*self.prefix, node.name])
+        self.names.append(qualname)
         selected = [p for p in self.patterns if p.matches_qualname(qualname)]
         if not selected:
             return node  # nested functions are <locals>: never visited
         label = f"{self.module_label}:{qualname}"
+        exclusion = next((p for p in self.exclusions if p.matches_qualname(qualname)), None)
+        if exclusion is not None:
+            self.matched.append((exclusion, label))
+            return node
         if any(_is_observe_decorator(d) for d in node.decorator_list):
             for pattern in selected:
                 _note(pattern, f"skipped {label}: already @observe'd")
@@ -127,22 +149,129 @@ def compile_with_patterns(
     """
     names = list(dict.fromkeys(module_names))
     with _STATE.lock:
-        patterns = [p for p in _STATE.patterns.values() if any(p.matches_module(n) for n in names)]
+        mine = [p for p in _STATE.patterns.values() if any(p.matches_module(n) for n in names)]
+    patterns = [p for p in mine if not p.exclude]
     tree = ast.parse(source, filename)
     labels: list[str] = []
     if patterns and names:
-        decorate = _Decorate(patterns, names[0])
+        decorate = _Decorate(patterns, [p for p in mine if p.exclude], names[0])
         for stmt in tree.body:
             decorate.visit(stmt)
         with _STATE.lock:
             for pattern, label in decorate.matched:
                 _record_match(pattern, label)
-                if label not in labels:
+                if label not in labels and not pattern.exclude:
                     labels.append(label)
-        for pattern in patterns:
-            if not _STATE.matched.get(pattern.text):
-                _note(pattern, f"nothing in {names[0]} ({filename}) matches")
+            for pattern in patterns:
+                if not _STATE.matched.get(pattern.text):
+                    _note(pattern, f"nothing in {names[0]} ({filename}) matches")
+                    _record_seen(pattern, decorate.names)
     return compile(tree, filename, "exec", dont_inherit=True), labels
+
+
+#: Top-level functions that are a program's entry point by their name alone.
+ENTRY_POINT_NAMES = ("main", "run")
+
+_LOOPS = (
+    ast.For,
+    ast.AsyncFor,
+    ast.While,
+    ast.ListComp,
+    ast.SetComp,
+    ast.DictComp,
+    ast.GeneratorExp,
+)
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+
+
+def entry_points(source: str | bytes, filename: str = "<program>") -> list[str]:
+    """The program's entry points: the top-level functions ``run``'s default targets leave alone.
+
+    Wrapped, an entry point would be the graph of the whole run, and every graph call under it
+    a node of one trace. They are: a top-level function called ``main`` or ``run``, and a
+    top-level function that the ``if __name__ == "__main__":`` block calls once, outside any
+    loop or comprehension. One it calls in a loop, or more than once, is the graph being driven,
+    not the entry point.
+
+    Args:
+        source: the program's source.
+        filename: its path, for a syntax error (which gives no entry points: the program is
+            reported as Python reports it when it runs).
+
+    Returns:
+        Their names, in the order they are defined.
+
+    Example:
+        >>> entry_points("def answer(q): ...\ndef main():\n    for q in 'ab': answer(q)\n"
+        ...              "if __name__ == '__main__':\n    main()\n")
+        ['main']
+    """
+    try:
+        tree = ast.parse(source, filename)
+    except (SyntaxError, ValueError):
+        return []
+    defined = [node.name for node in _top_level(tree.body) if isinstance(node, _DEFS)]
+    calls: dict[str, int] = {}
+    looped: set[str] = set()
+
+    def walk(node: ast.AST, in_loop: bool) -> None:
+        if isinstance(node, _SCOPES):
+            return  # a definition's body runs when it is called, not here
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id in defined:
+                calls[node.func.id] = calls.get(node.func.id, 0) + 1
+                if in_loop:
+                    looped.add(node.func.id)
+        if isinstance(node, (ast.For, ast.AsyncFor)):
+            walk(node.target, in_loop)
+            walk(node.iter, in_loop)  # evaluated once
+            for stmt in [*node.body, *node.orelse]:
+                walk(stmt, True)
+            return
+        repeated = in_loop or isinstance(node, _LOOPS)
+        for child in ast.iter_child_nodes(node):
+            walk(child, repeated)
+
+    for top in _top_level(tree.body):
+        if isinstance(top, ast.If) and _is_main_guard(top.test):
+            for stmt in top.body:
+                walk(stmt, False)
+    return [
+        name
+        for name in dict.fromkeys(defined)
+        if name in ENTRY_POINT_NAMES or (calls.get(name) == 1 and name not in looped)
+    ]
+
+
+_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def _top_level(body: list[ast.stmt]) -> list[ast.stmt]:
+    """The module's statements, and those under its top-level if/try/with (as _Decorate sees)."""
+    out: list[ast.stmt] = []
+    for stmt in body:
+        out.append(stmt)
+        if isinstance(stmt, ast.If) and _is_main_guard(stmt.test):
+            continue  # what the guard defines is not a top-level definition of the module
+        if isinstance(stmt, _DEFS + (ast.ClassDef,)):
+            continue
+        for name in ("body", "orelse", "finalbody"):
+            out.extend(_top_level(getattr(stmt, name, None) or []))
+        for handler in getattr(stmt, "handlers", None) or []:
+            out.extend(_top_level(handler.body))
+    return out
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    """``__name__ == "__main__"``, either way round."""
+    if not (
+        isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)
+    ):
+        return False
+    sides = [test.left, test.comparators[0]]
+    return any(isinstance(x, ast.Name) and x.id == "__name__" for x in sides) and any(
+        isinstance(x, ast.Constant) and x.value == "__main__" for x in sides
+    )
 
 
 def definition_hook(namespace: dict[str, Any]) -> Callable[[str, str], Callable[[Any], Any]]:
@@ -165,7 +294,9 @@ def definition_hook(namespace: dict[str, Any]) -> Callable[[str, str], Callable[
                     active = [
                         p
                         for p in _STATE.patterns.values()
-                        if p.matches_qualname(qualname) and label in _STATE.matched.get(p.text, ())
+                        if not p.exclude
+                        and p.matches_qualname(qualname)
+                        and label in _STATE.matched.get(p.text, ())
                     ]
                     if not active:
                         return obj
@@ -179,7 +310,7 @@ def definition_hook(namespace: dict[str, Any]) -> Callable[[str, str], Callable[
                         return obj
                     patch = _Patch(namespace, qualname, obj, label)
                     patch.patterns.update(p.text for p in active)
-                    patch.wrapper = _make_wrapper(obj, qualname, label, patch)
+                    patch.wrapper = _new_wrapper(obj, qualname, label, patch)
                     _STATE.patches[(id(namespace), qualname)] = patch
                     if not _forget_at_exit[0]:
                         _forget_at_exit[0] = True

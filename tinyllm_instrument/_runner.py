@@ -17,9 +17,10 @@ for how, and on which Python versions.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
-import logging
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -32,32 +33,37 @@ from . import _config
 from ._children import (
     ENV_PARENT_GRAPH,
     attach_env_context,
-    guard_note,
     install_propagation,
     take_over_main,
 )
-from ._errors import KIT_LOGGER_NAME
+from ._exit_report import ENV_RUN_REPORT, ExitReport, child_listener, new_report_file
+from ._patterns import parse_models
 from ._program import Program, RunError, module_program, run_main, script_program
+from ._rewrite import entry_points
 from .patching import (
+    _STATE,
     ENV_GRAPH,
+    ENV_MODELS,
     ENV_TARGETS,
-    get_instrumentation_plan,
     instrument,
     instrumented_patterns,
     parse_pattern,
     parse_targets,
 )
+from .redaction import safe_text
 
 __all__ = [
     "ENV_BOOTSTRAP",
+    "ENV_DEFAULT_TARGETS",
     "ENV_PARENT_GRAPH",
     "RunError",
     "RunOptions",
     "bootstrap_child",
+    "default_targets",
     "run_program",
+    "typed_as",
 ]
 
-_log = logging.getLogger(KIT_LOGGER_NAME)
 
 _P = _config.ENV_PREFIX
 #: Environment twins of the ``run`` options (``--otlp-endpoint`` -> ``..._OTLP_ENDPOINT``).
@@ -73,22 +79,51 @@ ENV_LOG_LEVEL = _P + "LOG_LEVEL"
 ENV_LOG_FILE = _P + "LOG_FILE"
 ENV_SERVICE_NAME = _P + "SERVICE_NAME"
 ENV_PRINT_PLAN = _P + "PRINT_PLAN"
+#: "0" (or false/no/off) turns the default targets off, as ``--no-default-targets``.
+ENV_DEFAULT_TARGETS = _P + "DEFAULT_TARGETS"
 #: Set by ``run`` for its children: "1" makes the sitecustomize in ``_bootstrap/`` set the kit up.
 ENV_BOOTSTRAP = _P + "BOOTSTRAP"
 
 BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bootstrap")
 #: Exporters that print on the console: on stdout in the program, on stderr in its children.
 _CONSOLE_EXPORTERS = ("tree", "console")
+#: The flag of each option whose name is not its field's (the others: --field-name).
+_FLAGS = {"targets": "--instrument", "models": "--model", "tracing": "--tracing"}
+#: Characters of a value shown in a message at most.
+_SHOWN_MAX = 120
+
+
+def typed_as(given: str, value: object) -> str:
+    """How the user gave a value, as they would type it: ``--metrics-port 9464`` for a flag,
+    ``TINYLLM_INSTRUMENT_METRICS_PORT=9464`` for an environment variable; secrets redacted.
+
+    Example:
+        >>> typed_as("TINYLLM_INSTRUMENT_SAMPLING_RATE", "2")
+        'TINYLLM_INSTRUMENT_SAMPLING_RATE=2'
+    """
+    text = str(value)
+    if len(text) > _SHOWN_MAX:
+        text = text[: _SHOWN_MAX - 1] + "…"
+    # shlex would keep a newline as is: a control character is shown escaped, the line one line
+    quoted = shlex.quote(text) if text.isprintable() else repr(text)
+    return safe_text(f"{given} {quoted}" if given.startswith("-") else f"{given}={quoted}")
 
 
 @dataclass(frozen=True)
 class RunOptions:
     """What ``tinyllm-instrument run`` was asked to do, options already resolved.
 
-    ``tracing`` None means "not said": decided from ``exporter`` / ``otlp_endpoint``.
+    ``tracing`` None means "not said": on, with the exporter ``exporter`` / ``otlp_endpoint``
+    imply (``tree`` when neither is given; its trees then go to stderr, see
+    :meth:`console_on_stderr`). ``targets`` are the patterns given; with
+    ``default_targets`` and no pattern but exclusions among them, the program's own functions
+    are wrapped too (see :func:`default_targets`). ``origins`` says how the user gave each option
+    (field name -> ``"--flag"`` or ``"ENV_VAR"``), for messages; unlisted: its flag.
     """
 
     targets: tuple[str, ...] = ()
+    default_targets: bool = True
+    models: tuple[tuple[str, str], ...] = ()
     tracing: bool | None = None
     exporter: str | None = None
     otlp_endpoint: str | None = None
@@ -103,18 +138,27 @@ class RunOptions:
     graph: str | None = None
     print_plan: bool = False
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    origins: Mapping[str, str] = field(default_factory=dict)
+
+    def console_on_stderr(self) -> bool:
+        """Span trees on stderr when no tracing option asked for them (stdout when one did), so
+        that a run with no option leaves what the program prints on stdout as it was."""
+        return self.tracing is None and self.exporter is None and self.otlp_endpoint is None
+
+    def given(self, name: str) -> str:
+        """How the user gave option ``name`` (a field name): its flag or its variable."""
+        return self.origins.get(name) or _FLAGS.get(name) or "--" + name.replace("_", "-")
 
     def tracing_plan(self) -> tuple[bool, str]:
-        """(enable_tracing, exporter): ``--otlp-endpoint`` means otlp, ``--tracing`` alone tree."""
+        """(enable_tracing, exporter): on unless ``--no-tracing``; ``--otlp-endpoint`` means
+        otlp, else tree."""
         if self.otlp_endpoint is not None and self.exporter not in (None, "otlp"):
             raise RunError(
-                f"--otlp-endpoint needs --exporter otlp, not --exporter {self.exporter}; "
-                "drop one of them"
+                f"{self.given('otlp_endpoint')} needs --exporter otlp, not "
+                f"{typed_as(self.given('exporter'), self.exporter)}; drop one of them"
             )
         exporter = self.exporter or ("otlp" if self.otlp_endpoint is not None else "tree")
-        if self.tracing is not None:
-            return self.tracing, exporter
-        return (self.exporter is not None or self.otlp_endpoint is not None), exporter
+        return (True if self.tracing is None else self.tracing), exporter
 
     def child_env(self) -> dict[str, str]:
         """The variables that make a child process set the kit up as this run did."""
@@ -134,6 +178,7 @@ class RunOptions:
             ENV_LOG_FILE: None if self.log_file is None else os.path.abspath(self.log_file),
             ENV_SERVICE_NAME: self.service_name,
             ENV_GRAPH: self.graph,
+            ENV_MODELS: ",".join(f"{p}={m}" for p, m in self.models) or None,
         }
         env.update({k: v for k, v in optional.items() if v is not None})
         return env
@@ -158,6 +203,7 @@ class RunOptions:
             log_file=_config.env_str(ENV_LOG_FILE, None, env),
             service_name=_config.env_str(ENV_SERVICE_NAME, None, env),
             graph=_config.env_str(ENV_GRAPH, None, env),
+            models=tuple(parse_models(_config.env_str(ENV_MODELS, None, env)).items()),
         )
 
 
@@ -174,42 +220,58 @@ def _configure_kit(options: RunOptions, *, child: bool, default_service: str) ->
     from .logging import configure_logging
     from .telemetry import TelemetryConfig, configure_telemetry
 
+    service = options.service_name or default_service
     try:
         _config.configure()  # the global switch: a bad TINYLLM_INSTRUMENT_ENABLED is an error here
         if options.log_format or options.log_level or options.log_file:
             # Only when asked: a root handler of ours would turn the app's basicConfig() into a
-            # no-op.
-            configure_logging(
-                log_level=options.log_level or "INFO",
-                log_format=options.log_format or "console",
-                log_file=options.log_file,
-                stream=sys.stderr if child else None,
-            )
+            # no-op. The app field is the service: the variable that would say so for
+            # configure_logging's default is exported only later.
+            try:
+                configure_logging(
+                    log_level=options.log_level or "INFO",
+                    log_format=options.log_format or "console",
+                    log_file=options.log_file,
+                    app=service,
+                    stream=sys.stderr if child else None,
+                )
+            except OSError as exc:
+                cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+                raise RunError(
+                    f"{typed_as(options.given('log_file'), options.log_file)}: cannot open it "
+                    f"for writing ({cause.strerror or cause}); check that its directory exists "
+                    "and is writable"
+                ) from None
         enabled, exporter = options.tracing_plan()
         if enabled:
             config = TelemetryConfig(
                 enable_tracing=True,
-                service_name=options.service_name or default_service,
+                service_name=service,
                 exporter=exporter,
                 otlp_endpoint=options.otlp_endpoint,
                 otlp_protocol=options.otlp_protocol,
                 sampling_rate=options.sampling_rate,
             )
-            if child and exporter in _CONSOLE_EXPORTERS:
+            if exporter in _CONSOLE_EXPORTERS and (child or options.console_on_stderr()):
                 configure_telemetry(replace(config, exporter="none"))
                 _print_spans_on_stderr(config)
             else:
                 configure_telemetry(config)
-        instrument(*options.targets, graph=options.graph)
+        instrument(*options.targets, graph=options.graph, models=dict(options.models))
     except (ValueError, OSError) as exc:
         raise RunError(str(exc)) from None
     if child or options.metrics_port is None:
         return None
-    from .metrics import start_metrics_server
+    from .metrics import MetricsServerError, start_metrics_server
 
     try:
-        server, _thread = start_metrics_server(port=options.metrics_port, addr=options.metrics_host)
-    except (ValueError, OSError) as exc:
+        server, _thread = start_metrics_server(
+            port=options.metrics_port,
+            addr=options.metrics_host,
+            port_option=options.given("metrics_port"),
+            host_option=options.given("metrics_host"),
+        )
+    except (ValueError, MetricsServerError) as exc:
         raise RunError(str(exc)) from None
     if options.metrics_port == 0:  # the caller cannot know which port: say it, once
         print(
@@ -270,20 +332,58 @@ def _signals_blocked_in_new_threads() -> Iterator[None]:
 # --------------------------------------------------------------------------------------------
 
 
-def _print_plan() -> None:
-    plan = get_instrumentation_plan()
-    lines = ["tinyllm-instrument plan:"]
-    if not plan:
-        lines.append("  (no patterns)")
-    for pattern, matched in plan.items():
-        lines.append(f"  {pattern}")
-        if not matched:
-            lines.append("    matched nothing (its module was never imported, or has no such name)")
-        lines.extend(f"    {entry}" for entry in matched)
-    note = guard_note()
-    if note is not None:
-        lines.append("  " + note.removeprefix("tinyllm-instrument: "))
-    print("\n".join(lines), file=sys.stderr)
+#: What the default patterns are for, as the plan shows it.
+_DEFAULT_INCLUDE = "default: the program's own functions"
+_DEFAULT_EXCLUDE = "default: its entry point"
+
+
+def default_targets(program: Program) -> tuple[list[str], dict[str, str], list[str]]:
+    """The patterns ``run`` uses when none is given: the program's own functions, but not its
+    entry point.
+
+    A script's own module is its file stem (``app:*``), a ``-m`` module's its name, a package's
+    its name and its submodules (``pkg:*``, ``pkg.*:*``). The entry point (``main``, ``run``,
+    what the ``if __name__ == "__main__":`` block calls once, see
+    :func:`tinyllm_instrument._rewrite.entry_points`) is excluded, so that each call of the
+    graph it drives is a trace of its own.
+
+    Returns:
+        ``(patterns, why, entry)``: the patterns, what each is for (shown by ``--print-plan``),
+        and the entry points' names. No pattern when the program's name cannot be one (a stem
+        such as ``2fast``).
+
+    Example:
+        >>> default_targets(script_program("app.py"))[0]
+        ['app:*', '!app:main']
+    """
+    name = program.names[0]
+    includes = [f"{name}:*"]
+    if program.spec is not None and program.spec.name == name + ".__main__":  # a package
+        includes.append(f"{name}.*:*")
+    try:
+        for text in includes:
+            parse_pattern(text)
+    except ValueError:
+        return [], {}, []
+    entry = entry_points(program.source, program.path) if program.source is not None else []
+    excludes = [f"!{name}:{function}" for function in entry]
+    why = dict.fromkeys(includes, _DEFAULT_INCLUDE) | dict.fromkeys(excludes, _DEFAULT_EXCLUDE)
+    return includes + excludes, why, entry
+
+
+def _resolve_targets(
+    options: RunOptions, program: Program
+) -> tuple[RunOptions, dict[str, str], list[str]]:
+    """The options with the patterns the run applies: the given ones, or the default and the
+    given exclusions."""
+    given = list(options.targets)
+    if not options.default_targets or any(not t.startswith("!") for t in given):
+        return options, {}, []
+    patterns, why, entry = default_targets(program)
+    if not patterns:
+        return options, {}, []
+    targets = tuple(dict.fromkeys([*patterns, *given]))
+    return replace(options, targets=targets), why, entry
 
 
 def run_program(
@@ -332,24 +432,64 @@ def run_program(
 
     name = program.names[0]
     options = replace(options, service_name=options.service_name or name)
+    options, why, entry = _resolve_targets(options, program)
+    report = _exit_report(options, program, script, why, entry)
     with _signals_blocked_in_new_threads():
         server = _configure_kit(options, child=False, default_service=name)
     attach_env_context()
     install_propagation()
     _export_child_env(options)
+    if report.children_file is not None:
+        os.environ[ENV_RUN_REPORT] = report.children_file
 
     main = types.ModuleType("__main__")
     sys.modules["__main__"] = main
     sys.argv = [argv0, *args]
-    code = run_main(main, program)
-    if options.print_plan:
-        _print_plan()
-    for pattern, matched in get_instrumentation_plan().items():
-        if not matched:
-            _log.debug("tinyllm_instrument: pattern %r matched nothing during the run", pattern)
+    code = run_main(main, program, on_start=report.start)
     # The metrics server (a daemon thread) keeps serving while atexit handlers run.
     del server
     return code
+
+
+def _exit_report(
+    options: RunOptions,
+    program: Program,
+    script: str | None,
+    why: Mapping[str, str],
+    entry: Sequence[str],
+) -> ExitReport:
+    """The report printed at exit: registered before the kit's own exit handlers, so it runs
+    after them (``atexit`` runs last-in first-out): after the last span trees are printed."""
+    unnamed = options.default_targets and not why and not options.targets
+    report = ExitReport(
+        program_names=program.names,
+        program_file=script,
+        unnamed_default=program.names[0] if unnamed else None,
+        print_plan=options.print_plan,
+        defaults=why,
+        entry_points=entry,
+        graph=(
+            None
+            if options.graph is None
+            else (options.graph, typed_as(options.given("graph"), options.graph))
+        ),
+        models=[
+            (pattern, model, typed_as(options.given("models"), f"{pattern}={model}"))
+            for pattern, model in options.models
+        ],
+    )
+    try:
+        report.children_file = new_report_file()
+    except OSError:  # no temporary directory: patterns matched only in children are not seen
+        pass
+    else:
+        path = report.children_file
+        if hasattr(os, "register_at_fork"):  # POSIX: a forked child tells the run what matches
+            os.register_at_fork(
+                after_in_child=lambda: setattr(_STATE, "listener", child_listener(path))
+            )
+    atexit.register(report)
+    return report
 
 
 # --------------------------------------------------------------------------------------------
@@ -371,6 +511,9 @@ def bootstrap_child() -> None:
         return
     _BOOTSTRAPPED = True
     try:
+        report_file = _config.env_str(ENV_RUN_REPORT)
+        if report_file is not None:  # tell the run what the patterns match here
+            _STATE.listener = child_listener(report_file)
         options = RunOptions.from_env()
         name = _stem(sys.argv[0] if sys.argv else "")
         _configure_kit(options, child=True, default_service=name or "python")
@@ -387,11 +530,8 @@ def _stem(path: str) -> str:
 
 
 def _matches_any(names: Sequence[str]) -> bool:
-    return any(
-        parse_pattern(text).matches_module(name)
-        for text in instrumented_patterns()
-        for name in names
-    )
+    patterns = [parse_pattern(text) for text in instrumented_patterns()]
+    return any(p.matches_module(name) for p in patterns if not p.exclude for name in names)
 
 
 def _may_name_the_program(argv0: str) -> bool:
@@ -403,7 +543,7 @@ def _may_name_the_program(argv0: str) -> bool:
     if argv0 in ("", "-c"):
         return False
     if argv0 == "-m":
-        return bool(instrumented_patterns())
+        return any(not text.startswith("!") for text in instrumented_patterns())
     return _matches_any([_stem(argv0)])
 
 

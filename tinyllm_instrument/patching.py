@@ -8,7 +8,9 @@ submodule of the package, at any depth; the package's own ``__init__`` is ``pack
 Wildcards take Python functions only and skip special methods other than ``__call__``; name a
 special method (``module:Class.__init__``) or a builtin (``time:sleep``) explicitly to wrap it.
 The module of a script run by ``tinyllm-instrument run`` is its file stem as written:
-``my-agent.py`` is ``my-agent``, so ``my-agent:*``.
+``my-agent.py`` is ``my-agent``, so ``my-agent:*``. A leading ``!`` makes an exclusion:
+``!app:main`` removes ``app:main`` from what the other patterns select, whenever they are given
+(see :mod:`tinyllm_instrument._patterns`).
 
 How a module gets wrapped
 -------------------------
@@ -27,7 +29,8 @@ Every wrapped callable is observed (see :func:`tinyllm_instrument.observe`) as a
 its qualname. A call made while no graph is current is the graph itself (named after the qualname),
 so the first wrapped callable on the stack of a run is its graph; ``graph=NAME`` instead makes the
 callable whose qualname (or ``module:qualname``) is NAME the graph and every other one a node.
-Already ``@observe``'d callables are left alone.
+Already ``@observe``'d callables are left alone. ``models={PATTERN: NAME}`` names the model of
+what PATTERN selects (``tinyllm-instrument run --model``); see :func:`_model_for`.
 """
 
 from __future__ import annotations
@@ -35,12 +38,10 @@ from __future__ import annotations
 import importlib.abc
 import inspect
 import logging
-import re
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -50,15 +51,19 @@ from wrapt.importer import ImportHookFinder
 
 from . import _config
 from ._errors import KIT_LOGGER_NAME, Stage, report_internal_error
+from ._patterns import PATTERN_FORMS, TargetPattern, parse_models, parse_pattern, parse_targets
 from .observe import GRAPH, GRAPH_OR_NODE, NODE, observe_as
 from .observe import is_observed as _is_observed
 
 __all__ = [
     "ENV_GRAPH",
+    "ENV_MODELS",
     "ENV_TARGETS",
+    "PATTERN_FORMS",
     "TargetPattern",
     "TinyLLMInstrumentor",
     "get_instrumentation_plan",
+    "get_model_plan",
     "instrument",
     "instrumented_patterns",
     "parse_pattern",
@@ -72,110 +77,10 @@ _log = logging.getLogger(KIT_LOGGER_NAME)
 ENV_TARGETS = _config.ENV_PREFIX + "TARGETS"
 #: The graph callable's qualname (``--graph``); unset: the first wrapped callable on the stack.
 ENV_GRAPH = _config.ENV_PREFIX + "GRAPH"
-
-_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
-# A module name may hold "-": the module of a script is its file stem, my-agent.py's "my-agent".
-_MODULE_PART = r"[A-Za-z_][A-Za-z0-9_-]*"
-_MODULE_RE = re.compile(rf"^{_MODULE_PART}(\.{_MODULE_PART})*(\.\*)?$")
-_PATH_RE = re.compile(rf"^(\*|{_IDENT}(\.{_IDENT})*(\.\*)?)$")
-
-
-# --------------------------------------------------------------------------------------------
-# Patterns
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TargetPattern:
-    """One parsed pattern. ``path`` is the attribute path in the module; its last part may be "*".
-
-    Example:
-        >>> parse_pattern("pkg.*:Client.*")
-        TargetPattern(text='pkg.*:Client.*', module='pkg', submodules=True, path=('Client', '*'))
-    """
-
-    text: str
-    module: str
-    submodules: bool
-    path: tuple[str, ...]
-
-    def matches_module(self, name: str) -> bool:
-        """Whether the pattern applies to the module called ``name``."""
-        if self.submodules:
-            return name.startswith(self.module + ".")
-        return name == self.module
-
-    @property
-    def wildcard(self) -> bool:
-        return self.path[-1] == "*"
-
-    def matches_qualname(self, qualname: str) -> bool:
-        """Whether a callable with this qualname (``Class.method``) is selected by the path."""
-        parts = tuple(qualname.split("."))
-        if not self.wildcard:
-            return parts == self.path
-        if _is_special(parts[-1]):
-            return False
-        prefix = self.path[:-1]
-        if not prefix:  # "*": functions and methods of classes at any nesting
-            return True
-        return parts[:-1] == prefix
-
-
-def _is_special(name: str) -> bool:
-    return name.startswith("__") and name.endswith("__") and name != "__call__"
-
-
-def parse_pattern(text: str) -> TargetPattern:
-    """Parse ``module:function``, ``module:Class.method``, ``module:*``, ``module:Class.*`` or
-    ``package.*:*``.
-
-    Raises:
-        ValueError: the text is not one of those forms; the message shows them.
-
-    Example:
-        >>> parse_pattern("app:Agent.run").path
-        ('Agent', 'run')
-    """
-    if not isinstance(text, str):
-        raise ValueError(f"pattern {text!r} must be a string such as 'module:function'")
-    cleaned = text.strip()
-    module, sep, path = cleaned.partition(":")
-    if (
-        not sep
-        or not _MODULE_RE.match(module)
-        or not _PATH_RE.match(path)
-        or (path != "*" and "*" in path[:-1])
-    ):
-        raise ValueError(
-            f"pattern {text!r} is not valid; use module:function, module:Class.method, "
-            "module:*, module:Class.* or package.*:*"
-        )
-    submodules = module.endswith(".*")
-    return TargetPattern(
-        cleaned, module[:-2] if submodules else module, submodules, tuple(path.split("."))
-    )
-
-
-def parse_targets(value: str | Iterable[str] | None) -> list[str]:
-    """Split a comma-separated ``TINYLLM_INSTRUMENT_TARGETS`` value (or a list) into patterns.
-
-    Raises:
-        ValueError: one of them is not a valid pattern.
-
-    Example:
-        >>> parse_targets("app:*, tools.*:*")
-        ['app:*', 'tools.*:*']
-    """
-    if value is None:
-        return []
-    items = value.split(",") if isinstance(value, str) else list(value)
-    out = []
-    for item in items:
-        if item.strip():
-            out.append(parse_pattern(item).text)
-    return out
-
+#: Comma-separated ``PATTERN=NAME`` model assignments (``--model``).
+ENV_MODELS = _config.ENV_PREFIX + "MODELS"
+#: Names of a module kept for a pattern that matched nothing there, for a did-you-mean.
+_SEEN_MAX = 500
 
 # --------------------------------------------------------------------------------------------
 # Process-wide state
@@ -200,19 +105,27 @@ class _Patch:
 class _State:
     def __init__(self) -> None:
         self.lock = threading.RLock()
-        self.patterns: dict[str, TargetPattern] = {}
+        self.patterns: dict[str, TargetPattern] = {}  # inclusions and exclusions, in given order
         self.patches: dict[tuple[int, str], _Patch] = {}
+        # Per pattern text: labels wrapped (an exclusion: labels it removed), skip notes, and the
+        # names its module(s) hold when it matched nothing there.
         self.matched: dict[str, list[str]] = {}
         self.notes: dict[str, list[str]] = {}
+        self.seen: dict[str, list[str]] = {}
         self.graph: str | None = None
+        self.models: dict[str, tuple[TargetPattern, str]] = {}  # pattern text -> (pattern, model)
+        self.label_models: dict[str, str] = {}  # wrapped label -> its model
         self.finder: _SubmoduleFinder | None = None
+        # Told of each new match and each module seen without one: (kind, pattern text, data).
+        # ``tinyllm-instrument run`` sets it in child processes, to tell the run what matched.
+        self.listener: Callable[[str, str, Any], None] | None = None
 
 
 _STATE = _State()
 
 
 def instrumented_patterns() -> list[str]:
-    """The patterns currently instrumented, in the order they were given."""
+    """The patterns currently instrumented, exclusions included, in the order they were given."""
     with _STATE.lock:
         return list(_STATE.patterns)
 
@@ -220,19 +133,36 @@ def instrumented_patterns() -> list[str]:
 def get_instrumentation_plan() -> dict[str, list[str]]:
     """For each active pattern, what it wrapped so far (``module:qualname``) and what it skipped.
 
-    Skipped entries start with ``"skipped "``; an empty list means nothing matched (yet): the module
-    was never imported, or holds nothing of that name.
+    Skipped entries start with ``"skipped "``; an exclusion's entries start with ``"removed "``,
+    one per callable it kept another pattern from wrapping. An empty list means nothing matched
+    (yet): the module was never imported, or holds nothing of that name.
 
     Example:
-        >>> instrument("json:dumps")
+        >>> instrument("shop:*", "!shop:price")
+        >>> import shop
         >>> get_instrumentation_plan()
-        {'json:dumps': ['json:dumps']}
+        {'shop:*': ['shop:checkout'], '!shop:price': ['removed shop:price']}
     """
     with _STATE.lock:
-        return {
-            text: list(_STATE.matched.get(text, [])) + list(_STATE.notes.get(text, []))
-            for text in _STATE.patterns
-        }
+        plan = {}
+        for text, pattern in _STATE.patterns.items():
+            matched = _STATE.matched.get(text, [])
+            if pattern.exclude:
+                matched = [f"removed {label}" for label in matched]
+            plan[text] = list(matched) + list(_STATE.notes.get(text, []))
+        return plan
+
+
+def get_model_plan() -> dict[str, str]:
+    """The model named for each wrapped callable (``module:qualname`` -> model), by ``models=``.
+
+    Example:
+        >>> instrument("app:*", models={"app:call_model": "gpt-4o-mini"})
+        >>> get_model_plan()   # once app is imported
+        {'app:call_model': 'gpt-4o-mini'}
+    """
+    with _STATE.lock:
+        return dict(_STATE.label_models)
 
 
 def _note(pattern: TargetPattern, message: str) -> None:
@@ -242,14 +172,91 @@ def _note(pattern: TargetPattern, message: str) -> None:
         _log.debug("tinyllm_instrument: pattern %r: %s", pattern.text, message)
 
 
+def _tell(kind: str, text: str, data: Any) -> None:
+    listener = _STATE.listener
+    if listener is not None:
+        try:
+            listener(kind, text, data)
+        except Exception as exc:  # telling is a courtesy; wrapping goes on
+            report_internal_error(Stage.INSTRUMENT, exc)
+
+
 def _record_match(pattern: TargetPattern, label: str) -> None:
     matched = _STATE.matched.setdefault(pattern.text, [])
     if label not in matched:
         matched.append(label)
+        _tell("match", pattern.text, label)
+
+
+def _record_seen(pattern: TargetPattern, names: list[str]) -> None:
+    """The module(s) of ``pattern`` were imported and held ``names``, none of them selected."""
+    seen = _STATE.seen.setdefault(pattern.text, [])
+    fresh = [n for n in names if n not in seen][: max(0, _SEEN_MAX - len(seen))]
+    if fresh:
+        seen.extend(fresh)
+        _tell("seen", pattern.text, fresh)
+
+
+def _excluded_by(module_names: tuple[str, ...], qualname: str) -> TargetPattern | None:
+    """The exclusion that removes ``qualname`` of a module called any of ``module_names``."""
+    for pattern in _STATE.patterns.values():
+        if (
+            pattern.exclude
+            and pattern.matches_qualname(qualname)
+            and any(pattern.matches_module(name) for name in module_names)
+        ):
+            return pattern
+    return None
+
+
+def _model_for(label: str) -> str | None:
+    """The model ``models=`` names for ``module:qualname``: the first assignment that selects it."""
+    for pattern, model in _STATE.models.values():
+        if pattern.matches_label(label):
+            return model
+    return None
+
+
+def _new_wrapper(raw: Any, qualname: str, label: str, patch: _Patch) -> _PatchedFunction:
+    """Every wrapper a pattern installs is made here (by :func:`_apply` and by the rewrite)."""
+    model = _model_for(label)
+    if model is not None:
+        _STATE.label_models[label] = model
+    # MODEL CALL SITE: `model` is the name --model / instrument(models=) gives this callable. It
+    # reaches the span and the request and token metrics once observe_as(..., model=) exists:
+    # pass it on to _make_wrapper there. Until then it is in the plan only (get_model_plan).
+    return _make_wrapper(raw, qualname, label, patch)
+
+
+def _names_defined_in(module: ModuleType) -> list[str]:
+    """Qualnames of the functions, classes and methods ``module`` defines, for a did-you-mean."""
+    name = module.__name__
+    out: list[str] = []
+    for attr, raw in list(vars(module).items()):
+        try:  # a module's objects may do anything on attribute access: a hint is not worth it
+            func = getattr(raw, "__wrapped__", raw)
+            if getattr(func, "__module__", None) != name or attr.startswith("__"):
+                continue
+            if isinstance(raw, type):
+                out.append(attr)
+                out.extend(
+                    f"{attr}.{member}"
+                    for member, value in vars(raw).items()
+                    if inspect.isfunction(_function_of(value)) and not _is_special(member)
+                )
+            elif callable(func):
+                out.append(attr)
+        except Exception:
+            continue
+    return out[:_SEEN_MAX]
+
+
+def _is_special(name: str) -> bool:
+    return name.startswith("__") and name.endswith("__") and name != "__call__"
 
 
 # --------------------------------------------------------------------------------------------
-# The wrapper: one ObservedFunction per callable, graph or node decided per call
+# The wrapper: one observed callable per target, graph or node decided per call
 # --------------------------------------------------------------------------------------------
 
 
@@ -394,11 +401,16 @@ _MISSING = object()
 def _apply(pattern: TargetPattern, module: ModuleType) -> None:
     """Wrap what ``pattern`` selects in ``module`` (a post-import hook, or at once)."""
     with _STATE.lock:
-        if _STATE.patterns.get(pattern.text) is not pattern:
-            return  # uninstrumented in the meantime
+        if _STATE.patterns.get(pattern.text) is not pattern or pattern.exclude:
+            return  # uninstrumented in the meantime; an exclusion wraps nothing
         try:
-            for owner, attr, raw, qualname in _candidates(module, pattern):
+            candidates = _candidates(module, pattern)
+            for owner, attr, raw, qualname in candidates:
                 label = f"{module.__name__}:{qualname}"
+                exclusion = _excluded_by((module.__name__,), qualname)
+                if exclusion is not None:
+                    _record_match(exclusion, label)
+                    continue
                 key = (id(owner), attr)
                 existing = _STATE.patches.get(key)
                 if existing is not None and vars(owner).get(attr) is existing.wrapper:
@@ -410,11 +422,13 @@ def _apply(pattern: TargetPattern, module: ModuleType) -> None:
                     _note(pattern, f"skipped {label}: {why}")
                     continue
                 patch = _Patch(owner, attr, raw, label)
-                patch.wrapper = _make_wrapper(raw, qualname, label, patch)
+                patch.wrapper = _new_wrapper(raw, qualname, label, patch)
                 setattr(owner, attr, patch.wrapper)
                 patch.patterns.add(pattern.text)
                 _STATE.patches[key] = patch
                 _record_match(pattern, label)
+            if not candidates:
+                _record_seen(pattern, _names_defined_in(module))
         except Exception as exc:  # a module we cannot introspect must not break its import
             report_internal_error(Stage.INSTRUMENT, exc)
 
@@ -461,49 +475,57 @@ def _hook_for(pattern: TargetPattern) -> Callable[[ModuleType], None]:
 # --------------------------------------------------------------------------------------------
 
 
-def instrument(*patterns: str, graph: str | None = None) -> None:
+def instrument(
+    *patterns: str, graph: str | None = None, models: Mapping[str, str] | None = None
+) -> None:
     """Observe the functions and methods the patterns select, now and whenever their module loads.
 
     Idempotent: a pattern given twice, or a callable selected by two patterns, is wrapped once.
 
     Args:
         *patterns: ``module:function``, ``module:Class.method``, ``module:*``, ``module:Class.*`` or
-            ``package.*:*``. A pattern whose module is never imported is not an error; see
-            :func:`get_instrumentation_plan`.
+            ``package.*:*``; with a leading ``!``, an exclusion: what it matches is not wrapped
+            by the other patterns (and is unwrapped if they wrapped it already). A pattern whose
+            module is never imported is not an error; see :func:`get_instrumentation_plan`.
         graph: the qualname (or ``module:qualname``) of the callable that is the graph; by default
             a wrapped call made outside any graph is one. Applies to callables wrapped from now on.
+        models: ``{PATTERN: MODEL}``: the model of each callable PATTERN selects among those the
+            patterns wrap (the first assignment that selects it wins); see
+            :func:`get_model_plan`. Applies to callables wrapped from now on.
 
     Raises:
-        ValueError: a pattern is malformed.
+        ValueError: a pattern or a model assignment is malformed.
 
     Example:
         >>> import tinyllm_instrument
-        >>> tinyllm_instrument.instrument("myapp.agents:*", "myapp.tools.*:*")
+        >>> tinyllm_instrument.instrument("myapp.agents:*", "myapp.tools.*:*", "!myapp.agents:main")
     """
     parsed = [parse_pattern(p) for p in patterns]
     if graph is not None and (not isinstance(graph, str) or not graph.strip()):
         raise ValueError(f"graph={graph!r} must be a non-empty qualname such as 'answer'")
+    if models is not None and not isinstance(models, Mapping):
+        raise ValueError(f"models={models!r} must be a dict such as {{'app:llm': 'gpt-4o'}}")
+    assigned = parse_models(models)
     todo: list[TargetPattern] = []
     with _STATE.lock:
         if graph is not None:
             _STATE.graph = graph.strip()
+        for text, model in assigned.items():
+            _STATE.models[text] = (parse_pattern(text), model)
         for pattern in parsed:
             if pattern.text in _STATE.patterns:
                 continue
             _STATE.patterns[pattern.text] = pattern
             _STATE.matched.setdefault(pattern.text, [])
-            todo.append(pattern)
+            if pattern.exclude:
+                _unwrap_excluded(pattern)
+            else:
+                todo.append(pattern)
         if any(p.submodules for p in todo) and _STATE.finder is None:
             _STATE.finder = _SubmoduleFinder()
             sys.meta_path.insert(0, _STATE.finder)
     for pattern in todo:
-        if pattern.submodules:
-            for name, module in list(sys.modules.items()):
-                if module is not None and pattern.matches_module(name):
-                    _apply(pattern, module)
-        else:
-            # fires at once when the module is imported already
-            wrapt.register_post_import_hook(_hook_for(pattern), pattern.module)
+        _apply_everywhere(pattern)
         if not _STATE.matched.get(pattern.text):
             _log.debug(
                 "tinyllm_instrument: pattern %r matches nothing yet (module not imported, or "
@@ -512,12 +534,41 @@ def instrument(*patterns: str, graph: str | None = None) -> None:
             )
 
 
+def _apply_everywhere(pattern: TargetPattern) -> None:
+    """Apply to the pattern's modules imported already, and to each one when it is imported."""
+    if pattern.submodules:
+        for name, module in list(sys.modules.items()):
+            if module is not None and pattern.matches_module(name):
+                _apply(pattern, module)
+    else:
+        # fires at once when the module is imported already
+        wrapt.register_post_import_hook(_hook_for(pattern), pattern.module)
+
+
+def _unwrap_excluded(exclusion: TargetPattern) -> None:
+    """A new exclusion: undo what the other patterns wrapped already and it matches."""
+    for key, patch in list(_STATE.patches.items()):
+        if not exclusion.matches_label(patch.label):
+            continue
+        for text in patch.patterns:
+            matched = _STATE.matched.get(text, [])
+            if patch.label in matched:
+                matched.remove(patch.label)
+        patch.active = False
+        _restore(patch)
+        del _STATE.patches[key]
+        _record_match(exclusion, patch.label)
+
+
 def uninstrument(*patterns: str) -> None:
     """Undo :func:`instrument` for these patterns (all of them when none is given).
 
     Every attribute a pattern replaced gets its original object back (the same object); a callable
     that another still-active pattern selects stays wrapped. References to a wrapper taken while
-    instrumented turn into plain pass-throughs. Idempotent.
+    instrumented turn into plain pass-throughs. Removing an exclusion wraps what it kept the
+    other patterns from wrapping, in modules (not the program's ``__main__``, whose functions
+    are wrapped only as they are defined). With no pattern given, the ``models`` go too.
+    Idempotent.
 
     Raises:
         ValueError: a pattern is malformed.
@@ -527,10 +578,12 @@ def uninstrument(*patterns: str) -> None:
     """
     texts = [parse_pattern(p).text for p in patterns] if patterns else list(_STATE.patterns.keys())
     with _STATE.lock:
+        lifted = [p for t in texts if (p := _STATE.patterns.get(t)) is not None and p.exclude]
         for text in texts:
             _STATE.patterns.pop(text, None)
             _STATE.matched.pop(text, None)
             _STATE.notes.pop(text, None)
+            _STATE.seen.pop(text, None)
         for key, patch in list(_STATE.patches.items()):
             patch.patterns.difference_update(texts)
             if patch.patterns:
@@ -538,6 +591,10 @@ def uninstrument(*patterns: str) -> None:
             patch.active = False
             _restore(patch)
             del _STATE.patches[key]
+            _STATE.label_models.pop(patch.label, None)
+        if not patterns:
+            _STATE.models.clear()
+            _STATE.label_models.clear()
         if not _STATE.patterns:
             _STATE.graph = None
             if _STATE.finder is not None:
@@ -546,6 +603,9 @@ def uninstrument(*patterns: str) -> None:
                 except ValueError:
                     pass
                 _STATE.finder = None
+        still = [p for p in _STATE.patterns.values() if not p.exclude] if lifted else []
+    for pattern in still:  # what a lifted exclusion held back, wrapped now
+        _apply_everywhere(pattern)
 
 
 def _restore(patch: _Patch) -> None:
@@ -580,8 +640,9 @@ class TinyLLMInstrumentor(BaseInstrumentor):
     """Applies the patterns of ``TINYLLM_INSTRUMENT_TARGETS`` when OpenTelemetry instruments.
 
     Registered under the ``opentelemetry_instrumentor`` entry point, so ``opentelemetry-instrument
-    python app.py`` picks it up. The program's own ``__main__`` is not rewritten there (the
-    interpreter runs it); use ``tinyllm-instrument run`` for that.
+    python app.py`` picks it up (with ``TINYLLM_INSTRUMENT_GRAPH`` and ``..._MODELS`` too). The
+    program's own ``__main__`` is not rewritten there (the interpreter runs it); use
+    ``tinyllm-instrument run`` for that.
 
     Example:
         >>> TinyLLMInstrumentor().instrument(targets=["myapp.agents:*"])
@@ -595,16 +656,19 @@ class TinyLLMInstrumentor(BaseInstrumentor):
     def _instrument(self, **kwargs: Any) -> None:
         targets = kwargs.get("targets")
         graph = kwargs.get("graph")
+        models = kwargs.get("models")
         try:
             patterns = parse_targets(
                 targets if targets is not None else _config.env_str(ENV_TARGETS)
             )
             if graph is None:
                 graph = _config.env_str(ENV_GRAPH)
+            if models is None:
+                models = parse_models(_config.env_str(ENV_MODELS))
+            instrument(*patterns, graph=graph, models=models)
         except ValueError as exc:
             _log.warning("tinyllm_instrument: %s; nothing instrumented", exc)
             return
-        instrument(*patterns, graph=graph)
         self._applied = tuple(patterns)
 
     def _uninstrument(self, **kwargs: Any) -> None:

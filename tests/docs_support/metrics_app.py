@@ -1,7 +1,8 @@
 """Background setup for shell blocks: the example graph, served on /metrics, until SIGINT.
 
-Runs examples/graph_app.py's graph once (JSON logs to app.log in the cwd), serves the process's
-metrics on a free port, prints ``PORTS 9464=<port>`` and ``READY``, and waits.
+Runs examples/graph_app.py's graph once (JSON logs to demo-output/app.log in the cwd, as
+`make demo SERVE=1` writes them), serves the process's metrics on a free port, prints
+``PORTS 9464=<port>`` and ``READY``, and waits.
 """
 
 import asyncio
@@ -16,7 +17,7 @@ import graph_app  # noqa: E402
 from tinyllm_instrument.logging import configure_logging  # noqa: E402
 from tinyllm_instrument.metrics import start_metrics_server  # noqa: E402
 
-configure_logging(log_format="json", log_file="app.log")
+configure_logging(log_format="json", log_file="demo-output/app.log")
 asyncio.run(graph_app.run())
 server, _thread = start_metrics_server(port=0)
 print(f"PORTS 9464={server.server_port}", flush=True)
