@@ -486,3 +486,35 @@ def test_the_event_log_line_carries_the_events_session(buffer):
     lines = {line["event"]: line for line in map(json.loads, stream.getvalue().splitlines())}
     assert lines["x"]["session_id"] == "the-events-own"
     assert lines["y"]["session_id"] == "ambient"
+
+
+def test_an_id_whose_str_raises_in_an_event_keyword_does_not_break_the_app(buffer):
+    class Weird:
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    event = emit_event("x", "user", "info", "m", user_id=Weird())
+    assert event.user_id == "<unprintable Weird>"
+
+
+# --------------------------------------------------------------------------------------------
+# The benchmark's cases still build and run (nothing timed here)
+# --------------------------------------------------------------------------------------------
+
+
+def test_the_session_benchmark_cases_run(spans):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "test_sessions.py"
+    spec = importlib.util.spec_from_file_location("bench_sessions", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.LOOPS = 3
+    cases = module._cases()
+    for run in cases.values():
+        run()
+    in_scope = [s for s in spans.get_finished_spans() if s.name == "s"]
+    assert len(in_scope) == 3 * 4  # four span cases, three spans each
+    assert sum("session.id" in (s.attributes or {}) for s in in_scope) == 6  # scope, received
