@@ -9,6 +9,8 @@ measured side by side in each round:
 - ``span_*``: a real SDK span started and ended on the kit's provider (sampled, through the
   kit's fan-out and the benchmarks' BatchSpanProcessor), with no scope, inside a scope (session,
   user, two tags, metadata), and inside a session received with ``extract_context``.
+  ``span_same_attributes_given`` is the like-for-like reference for ``span_in_scope``: no
+  scope, the same five attributes passed to ``start_span`` (what the SDK charges for them).
 - ``fanout_*``: the fan-out's ``on_start`` alone, on a span that takes attributes and does
   nothing: the hook's own cost. ``fanout_before`` is the fan-out as it was before the hook (its
   ``on_start`` body without the session line), the reference for ``fanout_no_scope``.
@@ -89,6 +91,13 @@ def _cases() -> dict[str, Callable[[], None]]:
 
         return run
 
+    attributes = dict(scope._root.span_attributes)
+
+    def spans_given() -> None:
+        RECEIVED.any = False
+        for _ in range(LOOPS):
+            tracer.start_span("s", attributes=attributes).end()
+
     def spans_in_scope() -> None:
         with scope:
             spans()()
@@ -123,6 +132,7 @@ def _cases() -> dict[str, Callable[[], None]]:
     return {
         "span_no_scope": spans(),
         "span_in_scope": spans_in_scope,
+        "span_same_attributes_given": spans_given,
         "span_in_received_session": spans_in_received,
         "span_no_scope_after_received": spans(received_any=True),
         "fanout_before": fan(before),
@@ -143,6 +153,7 @@ def cases() -> dict[str, Callable[[], None]]:
     [
         "span_no_scope",
         "span_in_scope",
+        "span_same_attributes_given",
         "span_in_received_session",
         "span_no_scope_after_received",
         "fanout_before",

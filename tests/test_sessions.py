@@ -516,5 +516,6 @@ def test_the_session_benchmark_cases_run(spans):
     for run in cases.values():
         run()
     in_scope = [s for s in spans.get_finished_spans() if s.name == "s"]
-    assert len(in_scope) == 3 * 4  # four span cases, three spans each
-    assert sum("session.id" in (s.attributes or {}) for s in in_scope) == 6  # scope, received
+    assert len(in_scope) == 3 * 5  # five span cases, three spans each
+    # in a scope, in a received session, and the reference given the same attributes
+    assert sum("session.id" in (s.attributes or {}) for s in in_scope) == 9
