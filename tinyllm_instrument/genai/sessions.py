@@ -115,6 +115,8 @@ class _Scope:
 
 
 _SCOPE: ContextVar[_Scope | None] = ContextVar("tinyllm_instrument_session", default=None)
+#: This process's own scope, None outside any: what the span path reads first, directly.
+SCOPE_VAR = _SCOPE
 #: Where a session received from outside lives: in the OpenTelemetry context it was extracted
 #: into (see `take_session`), so it is current exactly where that context is attached.
 _RECEIVED_KEY = otel_context.create_key("tinyllm_instrument.session")

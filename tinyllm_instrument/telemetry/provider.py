@@ -63,7 +63,7 @@ _log = logging.getLogger(KIT_LOGGER_NAME)
 TRACER_NAME = "tinyllm_instrument"
 
 _MISSING = object()
-_SESSION_SCOPE = _sessions._SCOPE
+_SESSION_SCOPE = _sessions.SCOPE_VAR
 _RECEIVED = _sessions.RECEIVED
 _session_on_start = _sessions.on_start
 
