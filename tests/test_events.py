@@ -217,6 +217,8 @@ def test_to_dict_is_json_with_enum_words_and_iso_utc_timestamp():
         "error_type",
         "error_message",
         "stack_trace",
+        "session_id",
+        "user_id",
     }
 
 

@@ -28,7 +28,7 @@ from tinyllm_instrument.genai import (
     session_from_carrier,
     using_attributes,
 )
-from tinyllm_instrument.genai.sessions import ENV_SESSION, SESSION_CARRIER_KEY, on_start
+from tinyllm_instrument.genai.sessions import on_start
 from tinyllm_instrument.metrics import get_metrics_collector
 from tinyllm_instrument.redaction import configure_redaction, reset_redaction
 
@@ -460,19 +460,24 @@ def test_the_carrier_round_trip():
         carrier = inject_session({"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"})
         expected = dict(session_attributes())
     assert carrier["traceparent"].startswith("00-")  # the trace's own entries are untouched
+    assert carrier["baggage"].startswith("session.id=s,user.id=u,tag.tags=")  # W3C baggage
     assert inject_session({}) == {}  # outside any scope: nothing to carry
     with session_from_carrier(carrier):
         assert dict(session_attributes()) == expected
 
 
-@pytest.mark.parametrize("bad", ["not json", "[1, 2]", '{"tags": "bare"}', '{"metadata": 3}'])
+@pytest.mark.parametrize(
+    "bad",
+    ["tag.tags=not+json", "tag.tags=%5B1%2C2%5D", "metadata=3", "metadata=%5B%5D"],
+)
 def test_a_bad_carrier_is_counted_and_ignored(bad):
     registry = get_metrics_collector().registry
     key = ("tinyllm_instrumentation_errors_total", {"stage": "propagation"})
     before = registry.get_sample_value(*key) or 0.0
-    assert session_from_carrier({SESSION_CARRIER_KEY: bad}) is None
+    assert session_from_carrier({"baggage": bad}) is None
     assert registry.get_sample_value(*key) == before + 1
     assert session_from_carrier({}) is None
+    assert session_from_carrier({"baggage": "other=1"}) is None
 
 
 def test_a_child_process_joins_the_scope_from_its_environment():
@@ -480,15 +485,14 @@ def test_a_child_process_joins_the_scope_from_its_environment():
         "import json, os\n"
         "from tinyllm_instrument.genai import session_from_carrier, session_fields, "
         "session_attributes\n"
-        "from tinyllm_instrument.genai.sessions import ENV_SESSION, SESSION_CARRIER_KEY\n"
-        "scope = session_from_carrier({SESSION_CARRIER_KEY: os.environ[ENV_SESSION]})\n"
-        "scope.__enter__()  # for the life of the process, as the kit's bootstrap will\n"
+        "scope = session_from_carrier({'baggage': os.environ['BAGGAGE']})\n"
+        "scope.__enter__()  # for the life of the process\n"
         "print(json.dumps(dict(session_attributes())))\n"
     )
     with using_attributes(session_id="parent-s", user_id="parent-u", tags=["p"]):
         carrier = inject_session({})
         expected = dict(session_attributes())
-    env = dict(os.environ, **{ENV_SESSION: carrier[SESSION_CARRIER_KEY]})
+    env = dict(os.environ, BAGGAGE=carrier["baggage"])
     out = subprocess.run(
         [sys.executable, "-c", child], env=env, capture_output=True, text=True, check=True
     )

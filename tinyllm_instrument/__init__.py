@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 from ._config import configure, is_enabled  # noqa: E402
 from .cache import instrument_cache  # noqa: E402
+from .genai.sessions import using_attributes  # noqa: E402
 from .observe import configure_observe, observe, record_usage  # noqa: E402
 from .patching import instrument, uninstrument  # noqa: E402
 from .queues import observe_queue, unobserve_queue  # noqa: E402
@@ -26,4 +27,5 @@ __all__ = [
     "record_usage",
     "uninstrument",
     "unobserve_queue",
+    "using_attributes",
 ]

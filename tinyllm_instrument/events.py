@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 
 from ._config import STATE as _STATE
 from ._errors import Stage, report_internal_error
+from .genai.sessions import check_id, log_fields
 from .logging import get_logger, is_logging_configured
 from .metrics import MetricsCollector, get_metrics_collector
 from .redaction import get_redaction_policy, safe_str
@@ -230,7 +231,8 @@ class Event:
 
     ``category`` and ``severity`` accept the enum members or their words ("execution", "INFO").
     ``timestamp`` accepts a datetime (naive is taken as UTC) or an ISO 8601 string and is stored
-    as an aware UTC datetime. ``event_id`` is a uuid4 in hex.
+    as an aware UTC datetime. ``event_id`` is a uuid4 in hex. ``session_id`` / ``user_id`` are
+    those of the ``using_attributes`` scope the event was emitted in (``emit_event`` fills them).
 
     Raises:
         ValueError: an unknown category or severity, or a timestamp string that is not ISO 8601.
@@ -254,6 +256,8 @@ class Event:
     error_type: str | None = None
     error_message: str | None = None
     stack_trace: str | None = None
+    session_id: str | None = None
+    user_id: str | None = None
 
     def __post_init__(self) -> None:
         if type(self.category) is not EventCategory:
@@ -291,6 +295,8 @@ class Event:
             "error_type": self.error_type,
             "error_message": self.error_message,
             "stack_trace": self.stack_trace,
+            "session_id": self.session_id,
+            "user_id": self.user_id,
         }
 
     @classmethod
@@ -392,8 +398,9 @@ class LogEventHandler(EventHandler):
     """Write each event as one log line at the event's severity.
 
     The line's ``event`` is the event type; it also carries ``event_type``, ``event_id``,
-    ``category``, ``message``, ``data``, ``tags``, ``trace_id`` / ``span_id`` and, for errors,
-    ``error_type``, ``error_message`` and ``stack_trace``. The logging pipeline writes the ids of
+    ``category``, ``message``, ``data``, ``tags``, ``trace_id`` / ``span_id``, ``session_id`` /
+    ``user_id`` when the event has them and, for errors, ``error_type``, ``error_message`` and
+    ``stack_trace``. The logging pipeline writes the ids of
     the span current when the line is logged; an event carrying another trace's ids (see the
     guide's "Correlate Across Systems") adds them as ``event_trace_id`` / ``event_span_id``.
 
@@ -451,6 +458,11 @@ class LogEventHandler(EventHandler):
                 fields["event_span_id"] = event.span_id
         if event.span_id is not None:
             fields["span_id"] = event.span_id
+        # The event's own, which the logging chain's ids of the current scope do not overwrite.
+        if event.session_id is not None:
+            fields["session_id"] = event.session_id
+        if event.user_id is not None:
+            fields["user_id"] = event.user_id
         if event.error_type is not None:
             fields["error_type"] = event.error_type
             fields["error_message"] = event.error_message
@@ -893,8 +905,9 @@ def emit_event(
     """Build an event and dispatch it to the process-wide emitter's handlers.
 
     ``trace_id`` and ``span_id`` come from the current recording span unless given; a given
-    ``trace_id`` gets the current span's id only when it is that span's trace. Message, data and
-    error fields pass through the redaction policy first.
+    ``trace_id`` gets the current span's id only when it is that span's trace. ``session_id``
+    and ``user_id`` come from the current ``using_attributes`` scope unless given. Message, data
+    and error fields pass through the redaction policy first.
 
     Args:
         event_type: dotted name, e.g. "node.execution.completed".
@@ -907,7 +920,9 @@ def emit_event(
         **extra: ``span_id``, ``event_id``, ``timestamp``, ``error_type``, ``error_message`` and
             ``stack_trace`` set those fields; any other keyword is added to ``data``, overriding
             a key of the same name there (``emit_event(..., data={"a": 1}, user_id=7)`` gives
-            ``data == {"a": 1, "user_id": 7}``).
+            ``data == {"a": 1, "user_id": 7}``). ``session_id`` and ``user_id`` also set those
+            fields (as text, redacted and bounded as ``using_attributes`` does), in place of
+            the scope's.
 
     Returns:
         The Event, built and returned even when no handler wants it or the emitter is disabled.
@@ -947,6 +962,13 @@ def emit_event(
     for key in ("error_message", "stack_trace"):
         if event_fields.get(key) is not None:
             event_fields[key] = _redact(safe_str(event_fields[key]))
+
+    session = log_fields()  # of the using_attributes scope in effect; empty outside any
+    for key in ("session_id", "user_id"):
+        if key in extra:
+            event_fields[key] = check_id(extra[key], key)
+        elif key in session:
+            event_fields[key] = session[key]
 
     event = Event(
         event_type=str(event_type),

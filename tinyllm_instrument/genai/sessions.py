@@ -2,9 +2,14 @@
 
 The scope lives in one ContextVar, so it follows the code exactly as OpenTelemetry's context does:
 into ``asyncio`` tasks, into threads and pools that copy the context (the kit's thread
-propagation does), and, through `inject_session` / `session_from_carrier`, into child processes.
+propagation does), and into other processes and services as W3C baggage (`session_baggage` on
+the way out, `take_session` on the way in; ``inject_context`` / ``extract_context`` call them).
+A session that arrived that way lives in the OpenTelemetry context it was extracted into, so it
+applies wherever that context is attached, as the remote parent span does.
+
 Everything a reader needs is computed when the scope is entered: a span start pays one
-ContextVar read and one ``set_attributes``; with no scope, one ContextVar read.
+ContextVar read and one ``set_attributes``; with no scope, one ContextVar read (plus one
+attribute read once this process has received a session from outside).
 """
 
 from __future__ import annotations
@@ -15,8 +20,11 @@ import json
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
 from contextvars import ContextVar
 from typing import Any, TypeVar
+from urllib.parse import quote_plus
 
-from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry import baggage as otel_baggage
+from opentelemetry import context as otel_context
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
 
 from .._errors import Stage, report_internal_error
 from ..redaction import REDACTED, get_redaction_policy, safe_str
@@ -24,30 +32,38 @@ from . import conventions as c
 from .payloads import TRUNCATION_MARKER, bounded_text, json_string_within, to_json_safe
 
 __all__ = [
-    "ENV_SESSION",
-    "SESSION_CARRIER_KEY",
+    "BAGGAGE_BYTES",
+    "BAGGAGE_KEYS",
     "SessionSpanProcessor",
     "add_session_fields",
+    "check_id",
+    "has_scope",
     "inject_session",
     "on_start",
     "session_attributes",
+    "session_baggage",
     "session_fields",
     "session_from_carrier",
+    "take_session",
     "using_attributes",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-#: The key of a propagation carrier (the dict ``inject_context`` fills) that holds the scope.
-SESSION_CARRIER_KEY = "tinyllm-session"
-#: The environment variable that hands the scope to a child process (beside ``TRACEPARENT``).
-ENV_SESSION = "TINYLLM_INSTRUMENT_SESSION"
 
 #: Byte budgets: an id, one tag, the metadata JSON; and at most this many tags.
 ID_BYTES = 256
 TAG_BYTES = 128
 METADATA_BYTES = 4096
 MAX_TAGS = 64
+
+#: The W3C baggage members a scope travels in: the span attribute names, so that a service
+#: without the kit that copies baggage onto its spans (opentelemetry-processor-baggage's
+#: BaggageSpanProcessor) shows the same ``session.id`` / ``user.id``. Tags are a JSON array,
+#: metadata a JSON object.
+BAGGAGE_KEYS = (c.SESSION_ID, c.USER_ID, c.TAG_TAGS, c.METADATA)
+#: At most this many bytes of a baggage header are the session's (percent-encoded members and
+#: their commas): half of the 8192 the W3C allows, the other half left to the app's own baggage.
+BAGGAGE_BYTES = 4096
 
 
 class _Scope:
@@ -62,6 +78,7 @@ class _Scope:
         "log_fields",
         "previous",
         "owner",
+        "baggage",
     )
 
     def __init__(
@@ -94,9 +111,52 @@ class _Scope:
             attrs[c.METADATA] = _metadata_json(metadata)
         self.span_attributes = attrs
         self.log_fields = fields
+        self.baggage: dict[str, str] | None = None  # its baggage members, made on first use
 
 
 _SCOPE: ContextVar[_Scope | None] = ContextVar("tinyllm_instrument_session", default=None)
+#: This process's own scope, None outside any: what the span path reads first, directly.
+SCOPE_VAR = _SCOPE
+#: Where a session received from outside lives: in the OpenTelemetry context it was extracted
+#: into (see `take_session`), so it is current exactly where that context is attached.
+_RECEIVED_KEY = otel_context.create_key("tinyllm_instrument.session")
+
+
+class _Received:
+    """Whether any session ever arrived from outside: until one has, readers skip the lookup."""
+
+    __slots__ = ("any",)
+
+    def __init__(self) -> None:
+        self.any = False
+
+
+RECEIVED = _Received()
+
+
+def _current(context: otel_context.Context | None = None) -> _Scope | None:
+    """The scope in effect: this process's own, else one received in ``context`` (or the
+    current OpenTelemetry context)."""
+    scope = _SCOPE.get()
+    if scope is None and RECEIVED.any:
+        return _received(context)
+    return scope
+
+
+def _received(context: otel_context.Context | None) -> _Scope | None:
+    # get_current().get(): a frame fewer than get_value(), on a path every span may take.
+    found = (context if context is not None else otel_context.get_current()).get(_RECEIVED_KEY)
+    return found if isinstance(found, _Scope) else None
+
+
+def has_scope() -> bool:
+    """Whether a scope is in effect here (entered in this process, or received and attached).
+
+    Example:
+        >>> has_scope()
+        False
+    """
+    return _current() is not None
 
 
 def _metadata_json(metadata: dict[str, Any]) -> str:
@@ -106,7 +166,18 @@ def _metadata_json(metadata: dict[str, Any]) -> str:
     return json_string_within(text, METADATA_BYTES)
 
 
-def _check_id(value: Any, name: str) -> str | None:
+def check_id(value: Any, name: str) -> str | None:
+    """An id as a scope keeps it: converted to text, redacted, at most 256 bytes; "" is None.
+
+    Args:
+        value: the id (any object; ``str()`` of a non-string, never raising).
+        name: ``"session_id"`` or ``"user_id"``: a name the redaction policy declares
+            sensitive makes the whole id ``[REDACTED]``.
+
+    Example:
+        >>> check_id(42, "user_id")
+        '42'
+    """
     if value is None:
         return None
     text = value if isinstance(value, str) else safe_str(value)  # ids may be ints, UUIDs
@@ -209,14 +280,17 @@ class using_attributes:  # noqa: N801 - the name OpenInference users know
             )
         self._tags = _check_tags(tags)
         self._metadata = _check_metadata(metadata)
-        self._session_id = _check_id(session_id, "session_id")
-        self._user_id = _check_id(user_id, "user_id")
+        self._session_id = check_id(session_id, "session_id")
+        self._user_id = check_id(user_id, "user_id")
         self._root = _Scope(self._session_id, self._user_id, self._tags, self._metadata, None, self)
 
     # -- as a context manager --------------------------------------------------------------
 
     def __enter__(self) -> using_attributes:
-        outer = _SCOPE.get()
+        previous = _SCOPE.get()
+        # Merged with the scope in effect, which may be one received from outside; but only
+        # this process's own is restored on exit (a received one stays in its context).
+        outer = previous if previous is not None else _current()
         if outer is None:
             scope = self._root  # the same for every entry with nothing around it
         else:
@@ -225,7 +299,7 @@ class using_attributes:  # noqa: N801 - the name OpenInference users know
                 self._user_id if self._user_id is not None else outer.user_id,
                 _merge_tags(outer.tags, self._tags),
                 {**outer.metadata, **self._metadata} if self._metadata else outer.metadata,
-                outer,
+                previous,
                 self,
             )
         _SCOPE.set(scope)
@@ -332,61 +406,86 @@ _EMPTY: Mapping[str, Any] = {}
 
 
 def session_attributes() -> Mapping[str, Any]:
-    """The span attributes of the current scope (empty outside any); do not mutate.
+    """The span attributes of the scope in effect (empty outside any); do not mutate.
 
     Example:
         >>> with using_attributes(session_id="s1"):
         ...     dict(session_attributes())
         {'session.id': 's1', 'gen_ai.conversation.id': 's1'}
     """
-    scope = _SCOPE.get()
+    scope = _current()
     return _EMPTY if scope is None else scope.span_attributes
 
 
-def on_start(span: Any, parent_context: Any = None) -> None:
-    """Put the current scope's attributes on a span that is starting (a span processor's job).
+def on_start(span: Any, parent_context: otel_context.Context | None = None) -> None:
+    """Put the scope's attributes on a span that is starting (a span processor's job).
 
     Cheap without a scope: one ContextVar read. Never raises.
 
     Args:
         span: the starting span (anything with ``set_attributes``).
-        parent_context: ignored; the scope is the one current where the span starts.
+        parent_context: the context the span was started in (None: the current one); a
+            session received from outside is looked up there. This process's own scope is the
+            one current where the span starts.
     """
     scope = _SCOPE.get()
     if scope is None:
-        return
+        if not RECEIVED.any:
+            return
+        scope = _received(parent_context)
+        if scope is None:
+            return
     try:
         span.set_attributes(scope.span_attributes)
     except Exception as exc:
         report_internal_error(Stage.SPAN_PROCESSOR, exc)
 
 
-class SessionSpanProcessor(SpanProcessor):
+class SessionSpanProcessor:
     """A span processor that applies `on_start` to every span started on its provider.
 
-    Installed in the kit's provider, it reaches the kit's spans and every other
-    instrumentation's (HTTP clients, databases, LLM SDK instrumentors) started inside a scope.
+    The kit's own provider does this already (its span processor calls `on_start` first, so
+    every other processor sees the attributes); add this one to a provider of your own. A span
+    processor by duck typing, so that this module does not import the OpenTelemetry SDK.
 
     Example:
         >>> from opentelemetry.sdk.trace import TracerProvider
         >>> TracerProvider().add_span_processor(SessionSpanProcessor())
     """
 
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
+    def on_start(self, span: Any, parent_context: otel_context.Context | None = None) -> None:
         on_start(span, parent_context)
+
+    def _on_ending(self, span: Any) -> None:
+        pass
+
+    def on_end(self, span: Any) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def log_fields() -> Mapping[str, str]:
+    """``session_id`` / ``user_id`` of the scope in effect, for the log chain; do not mutate."""
+    scope = _current()
+    return _EMPTY if scope is None else scope.log_fields
 
 
 def add_session_fields(logger: Any, method_name: str, event_dict: dict[str, Any]) -> Any:
-    """A structlog processor: ``session_id`` / ``user_id`` of the current scope on each line.
+    """A structlog processor: ``session_id`` / ``user_id`` of the scope in effect on each line.
 
-    A value the line already has is kept.
+    A value the line already has is kept. The kit's own log chain does this already.
 
     Example:
         >>> with using_attributes(user_id="u1"):
         ...     add_session_fields(None, "info", {"event": "hi"})
         {'event': 'hi', 'user_id': 'u1'}
     """
-    scope = _SCOPE.get()
+    scope = _current()
     if scope is not None:
         for key, value in scope.log_fields.items():
             event_dict.setdefault(key, value)
@@ -394,80 +493,215 @@ def add_session_fields(logger: Any, method_name: str, event_dict: dict[str, Any]
 
 
 def session_fields() -> dict[str, str]:
-    """``session_id`` / ``user_id`` of the current scope, for events (only those set).
+    """``session_id`` / ``user_id`` of the scope in effect, for events (only those set).
 
     Example:
         >>> session_fields()
         {}
     """
-    scope = _SCOPE.get()
+    scope = _current()
     return {} if scope is None else dict(scope.log_fields)
 
 
 # --------------------------------------------------------------------------------------------
-# Child processes
+# Across processes and services: W3C baggage
 # --------------------------------------------------------------------------------------------
 
+_BAGGAGE = W3CBaggagePropagator()
 
-def inject_session(carrier: dict[str, str]) -> dict[str, str]:
-    """Add the current scope to a propagation carrier, under `SESSION_CARRIER_KEY`.
 
-    The carrier is the one ``inject_context`` fills for a child process (its ``traceparent``
-    becomes ``TRACEPARENT``); this key becomes `ENV_SESSION`. The scope does not travel as W3C
-    ``baggage``: HTTP instrumentations forward baggage to every service the app calls, and a
-    user id must not reach an LLM provider that way. The values are already redacted.
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _encoded(text: str) -> int:
+    """Bytes of ``text`` as OpenTelemetry's baggage propagator writes it (``quote_plus``)."""
+    return len(quote_plus(text))
+
+
+def _tags_within(tags: tuple[str, ...], room: int) -> str | None:
+    n = len(tags)
+    text = _compact(list(tags))
+    while _encoded(text) > room and n > 0:
+        n -= 1  # the last tags go, and the marker says so
+        text = _compact([*tags[:n], TRUNCATION_MARKER])
+    return text if _encoded(text) <= room else None
+
+
+def _metadata_within(metadata: dict[str, Any], room: int) -> str | None:
+    text = _compact(metadata)
+    budget = METADATA_BYTES
+    while _encoded(text) > room:
+        budget //= 2  # strings cut shorter, each with the marker
+        if budget < 64:
+            return None
+        text = _compact(to_json_safe(metadata, budget))
+    return text
+
+
+def _baggage_members(scope: _Scope) -> dict[str, str]:
+    """The scope's baggage members, within `BAGGAGE_BYTES` encoded; made once per scope."""
+    members = scope.baggage
+    if members is not None:
+        return members
+    members = {}
+    room = BAGGAGE_BYTES
+    for key, value in ((c.SESSION_ID, scope.session_id), (c.USER_ID, scope.user_id)):
+        if value is not None:  # at most 256 bytes each: never more than a fifth of the room
+            members[key] = value
+            room -= len(key) + 2 + _encoded(value)
+    if scope.tags:
+        share = room // 2 if scope.metadata else room
+        tags = _tags_within(scope.tags, share - len(c.TAG_TAGS) - 2)
+        if tags is not None:
+            members[c.TAG_TAGS] = tags
+            room -= len(c.TAG_TAGS) + 2 + _encoded(tags)
+    if scope.metadata:
+        metadata = _metadata_within(scope.metadata, room - len(c.METADATA) - 2)
+        if metadata is not None:
+            members[c.METADATA] = metadata
+    scope.baggage = members
+    return members
+
+
+def session_baggage(context: otel_context.Context | None = None) -> otel_context.Context | None:
+    """``context`` (None: the current one) with the scope in effect first in its baggage.
+
+    The members are `BAGGAGE_KEYS`: ``session.id`` and ``user.id`` as they are, ``tag.tags`` a
+    JSON array, ``metadata`` a JSON object; already redacted as the scope is, and together at
+    most `BAGGAGE_BYTES` once percent-encoded: past that the last tags give way to a
+    ``...[truncated]`` tag, and metadata strings are cut, each ending with that marker.
 
     Returns:
-        The carrier (unchanged outside any scope).
+        The new context; ``context`` itself when no scope is in effect.
 
     Example:
+        >>> from opentelemetry import baggage
         >>> with using_attributes(session_id="s1"):
-        ...     inject_session({})
-        {'tinyllm-session': '{"session_id":"s1"}'}
+        ...     baggage.get_all(session_baggage())
+        mappingproxy({'session.id': 's1'})
     """
-    scope = _SCOPE.get()
+    scope = _current(context)
     if scope is None:
-        return carrier
-    data: dict[str, Any] = {}
-    if scope.session_id is not None:
-        data["session_id"] = scope.session_id
-    if scope.user_id is not None:
-        data["user_id"] = scope.user_id
-    if scope.tags:
-        data["tags"] = list(scope.tags)
-    if scope.metadata:
-        data["metadata"] = scope.metadata
-    if data:
-        carrier[SESSION_CARRIER_KEY] = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        return context
+    members = _baggage_members(scope)
+    if not members:
+        return context
+    others = otel_baggage.get_all(context)
+    out = otel_baggage.clear(context)
+    for key, value in members.items():
+        out = otel_baggage.set_baggage(key, value, out)
+    for key, other in others.items():
+        if key not in members:
+            out = otel_baggage.set_baggage(key, other, out)
+    return out
+
+
+def _parse(entries: Mapping[str, object]) -> tuple[using_attributes | None, list[str], list[str]]:
+    """A scope from baggage entries, the keys it was made of, and what could not be read."""
+    problems: list[str] = []
+    taken = [key for key in (c.SESSION_ID, c.USER_ID) if key in entries]
+    tags: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+    if c.TAG_TAGS in entries:
+        try:
+            value = json.loads(str(entries[c.TAG_TAGS]))
+        except ValueError:
+            value = None
+        if isinstance(value, list) and all(isinstance(t, str) for t in value):
+            tags = value
+            taken.append(c.TAG_TAGS)
+        else:
+            problems.append(f"baggage {c.TAG_TAGS} is not a JSON array of strings")
+    if c.METADATA in entries:
+        try:
+            value = json.loads(str(entries[c.METADATA]))
+        except ValueError:
+            value = None
+        if isinstance(value, dict):
+            metadata = value
+            taken.append(c.METADATA)
+        else:
+            problems.append(f"baggage {c.METADATA} is not a JSON object")
+    if not taken:
+        return None, taken, problems
+    scope = using_attributes(
+        session_id=entries.get(c.SESSION_ID),
+        user_id=entries.get(c.USER_ID),
+        tags=tags,
+        metadata=metadata,
+    )
+    return scope, taken, problems
+
+
+def take_session(context: otel_context.Context) -> tuple[otel_context.Context, list[str]]:
+    """Move a session out of ``context``'s baggage into the context itself.
+
+    For a context just extracted from incoming headers. The members of `BAGGAGE_KEYS` that hold
+    what `session_baggage` writes become the scope in effect wherever the returned context is
+    attached (or is the parent of a span), and leave the baggage: HTTP instrumentations inject
+    the current baggage into every request the service makes, and the session must not reach
+    a third party (an LLM provider) that way. ``inject_context`` still carries it on, from the
+    scope. Values are validated, redacted and bounded again, as any ``using_attributes``.
+
+    Returns:
+        The context, and a sentence for each member that was left alone because it is not what
+        the kit writes (another library's ``metadata`` member, say).
+    """
+    entries = otel_baggage.get_all(context)
+    if not any(key in entries for key in BAGGAGE_KEYS):
+        return context, []
+    scope, taken, problems = _parse(entries)
+    if scope is None:
+        return context, problems
+    for key in taken:
+        context = otel_baggage.remove_baggage(key, context)
+    RECEIVED.any = True
+    return otel_context.set_value(_RECEIVED_KEY, scope._root, context), problems
+
+
+def inject_session(
+    carrier: dict[str, str], context: otel_context.Context | None = None
+) -> dict[str, str]:
+    """Write the W3C ``baggage`` header of ``context`` with the scope in effect into ``carrier``.
+
+    ``inject_context`` does this along with ``traceparent``; this is for a transport of your
+    own that carries only the session.
+
+    Returns:
+        The carrier (without a ``baggage`` entry when there is neither scope nor baggage).
+
+    Example:
+        >>> with using_attributes(session_id="s1", user_id="u 1"):
+        ...     inject_session({})
+        {'baggage': 'session.id=s1,user.id=u+1'}
+    """
+    _BAGGAGE.inject(carrier, context=session_baggage(context))
     return carrier
 
 
 def session_from_carrier(carrier: Mapping[str, str]) -> using_attributes | None:
-    """The scope a parent process handed over (see `inject_session`), to enter in the child.
+    """The scope a ``baggage`` header carries (see `inject_session`), to enter on this side.
 
-    Enter it for the life of the process (``scope.__enter__()``, never exited) or around the
-    work. Never raises: a carrier that is not what `inject_session` writes is counted as an
-    internal error (stage ``propagation``) and ignored.
+    Enter it around the work (``with``), or for the life of a process (``__enter__()``, never
+    exited). Never raises: members that are not what `inject_session` writes are counted as an
+    internal error (stage ``propagation``) and left out.
+
+    Returns:
+        A ``using_attributes``, or None when the carrier holds no session.
 
     Example:
-        >>> scope = session_from_carrier({"tinyllm-session": '{"session_id": "s1"}'})
+        >>> scope = session_from_carrier({"baggage": "session.id=s1"})
         >>> with scope:
         ...     session_fields()
         {'session_id': 's1'}
     """
-    text = carrier.get(SESSION_CARRIER_KEY)
-    if not text:
-        return None
     try:
-        data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError("the session carrier is not a JSON object")
-        return using_attributes(
-            session_id=data.get("session_id"),
-            user_id=data.get("user_id"),
-            tags=data.get("tags"),
-            metadata=data.get("metadata"),
-        )
-    except (ValueError, TypeError) as exc:
+        entries = otel_baggage.get_all(_BAGGAGE.extract(carrier, context=otel_context.Context()))
+        scope, _taken, problems = _parse(entries)
+        for problem in problems:
+            report_internal_error(Stage.PROPAGATION, ValueError(problem))
+        return scope
+    except Exception as exc:
         report_internal_error(Stage.PROPAGATION, exc)
         return None

@@ -1,4 +1,5 @@
-"""The per-line work between a log call and the renderer: names, ids, time, sampling, redaction."""
+"""The per-line work between a log call and the renderer: names, ids, session, time, sampling,
+redaction."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from .._context import CURRENT_GRAPH, CURRENT_NODE, NO_GRAPH
 from .._errors import Stage, report_internal_error
+from ..genai.sessions import log_fields
 from ..redaction import get_redaction_policy, safe_str
 from . import _sampling
 from ._render import META_KEYS
@@ -52,6 +54,7 @@ ENRICH_PARTS = (
     "add_app_version",
     "add_trace_context",
     "add_graph_context",
+    "add_session_fields",
     "TimeStamper",
     "StackInfoRenderer",
     "format_exc_info",
@@ -136,8 +139,9 @@ def add_graph_context(logger: WrappedLogger, method_name: str, event_dict: Event
 
 
 class Enrich:
-    """Samples, then adds level, logger, app and version, trace ids, node and graph, timestamp,
-    stack and exception text: one call per line instead of nine processors.
+    """Samples, then adds level, logger, app and version, trace ids, node and graph, session and
+    user (``using_attributes``), timestamp, stack and exception text: one call per line instead
+    of ten processors.
 
     A stdlib record travels in the ``_record`` key; its name, level, time and exception are
     used. ``trace`` is the trace-id processor; `add_trace_context` unless replaced.
@@ -208,6 +212,8 @@ class Enrich:
             event_dict.setdefault("graph", graph if graph is not None else NO_GRAPH)
         elif graph is not None:
             event_dict.setdefault("graph", graph)
+        for key, value in log_fields().items():  # empty outside any using_attributes scope
+            event_dict.setdefault(key, value)
         event_dict["timestamp"] = iso_timestamp(created)
         if record is not None:
             if record.stack_info:

@@ -18,6 +18,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from .._context import CURRENT_GRAPH, CURRENT_NODE
 from .._errors import KIT_LOGGER_NAME, Stage, report_internal_error
+from ..genai.sessions import has_scope, session_baggage, take_session
 from ..redaction import safe_text
 from .drops import one_line
 from .otel_logs import captured, watch
@@ -30,15 +31,24 @@ _PROPAGATOR = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePr
 
 
 def inject_context(
-    carrier: dict[str, str] | None = None, context: otel_context.Context | None = None
+    carrier: dict[str, str] | None = None,
+    context: otel_context.Context | None = None,
+    *,
+    session: bool = True,
 ) -> dict[str, str]:
     """Write the W3C ``traceparent``, ``tracestate`` and ``baggage`` headers into ``carrier``.
 
-    Independent of ``OTEL_PROPAGATORS``: always W3C trace context plus W3C baggage.
+    Independent of ``OTEL_PROPAGATORS``: always W3C trace context plus W3C baggage. Inside a
+    ``using_attributes`` scope, the baggage also carries the session: ``session.id``,
+    ``user.id``, ``tag.tags`` (a JSON array) and ``metadata`` (a JSON object), redacted as on
+    spans and at most 4096 bytes in all, ahead of the context's own baggage. Whoever receives
+    the headers can read them: send them to your own services, not to third parties, or pass
+    ``session=False``.
 
     Args:
         carrier: a dict to fill (e.g. outgoing HTTP headers); a new one when None.
         context: the context to propagate; default the current one.
+        session: add the session of the scope in effect to the baggage.
 
     Returns:
         The carrier.
@@ -50,6 +60,8 @@ def inject_context(
     if carrier is None:
         carrier = {}
     try:
+        if session:
+            context = session_baggage(context)
         _PROPAGATOR.inject(carrier, context=context)
     except Exception as exc:
         report_internal_error(Stage.PROPAGATION, exc)
@@ -180,6 +192,12 @@ def extract_context(carrier: Mapping[str, str]) -> otel_context.Context:
     What is rejected is reported once per kind in the process's life, in one short redacted
     line, never echoed per request.
 
+    A session the sender put in the baggage (see `inject_context`) moves out of the baggage
+    into the returned context: wherever that context is attached (or is the parent of a span),
+    the session is in effect, as if inside ``using_attributes``, on spans, log lines and events.
+    Out of the baggage, it is not forwarded by HTTP instrumentations to the services this one
+    calls; `inject_context` carries it on. Its values are bounded and redacted again.
+
     Returns:
         A Context to pass to ``opentelemetry.context.attach`` or ``tracer.start_span(context=...)``;
         an empty one when the carrier holds nothing valid.
@@ -198,6 +216,9 @@ def extract_context(carrier: Mapping[str, str]) -> otel_context.Context:
             context = _PROPAGATOR.extract(headers)
         for record in records:
             _report_once(str(record.msg), record.getMessage())
+        context, problems = take_session(context)
+        for problem in problems:
+            _report_once(problem, problem)
         return context
     except Exception as exc:
         report_internal_error(Stage.PROPAGATION, exc)
@@ -259,6 +280,7 @@ def _inside_observed_work() -> bool:
         trace.get_current_span().get_span_context().is_valid
         or CURRENT_GRAPH.get() is not None
         or CURRENT_NODE.get() is not None
+        or has_scope()  # a using_attributes scope alone: its threads belong to the session
     )
 
 
@@ -268,8 +290,8 @@ def _inside_observed_work() -> bool:
 
 def _start(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
     thread = instance if instance is not None else (args[0] if args else None)
-    # Threads started outside any span or observed call (pool workers, for instance) keep a
-    # fresh context, so nothing stale is carried.
+    # Threads started outside any span, observed call or session scope (pool workers, for
+    # instance) keep a fresh context, so nothing stale is carried.
     if isinstance(thread, threading.Thread) and _inside_observed_work():
         run = thread.run
         context = contextvars.copy_context()
@@ -286,11 +308,11 @@ def _submit(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) 
 
 
 class _ThreadPropagation:
-    """Carries the caller's contextvars (span, log context, graph) into threads it starts.
+    """Carries the caller's contextvars (span, log context, graph, session) into threads it starts.
 
     ``ThreadPoolExecutor.submit`` runs each work item in a copy of the submitter's context, and
     ``Thread.start`` runs the thread in a copy of the starter's context when the starter is inside
-    a span or an observed call.
+    a span, an observed call or a ``using_attributes`` scope.
     """
 
     def __init__(self) -> None:

@@ -38,6 +38,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from .._errors import KIT_LOGGER_NAME, Stage, report_internal_error
+from ..genai import sessions as _sessions
 from .config import TelemetryConfig, check_sdk_environment, sdk_error_line
 from .drops import DropReport
 from .lifecycle import restore_sigterm, unwind_on_sigterm
@@ -62,6 +63,9 @@ _log = logging.getLogger(KIT_LOGGER_NAME)
 TRACER_NAME = "tinyllm_instrument"
 
 _MISSING = object()
+_SESSION_SCOPE = _sessions.SCOPE_VAR
+_RECEIVED = _sessions.RECEIVED
+_session_on_start = _sessions.on_start
 
 
 # --------------------------------------------------------------------------------------------------
@@ -180,6 +184,11 @@ class _KitSpanProcessor:
     # -- the span path (every span: keep it lean) -----------------------------------------------
 
     def on_start(self, span: Any, parent_context: otel_context.Context | None = None) -> None:
+        # using_attributes: first, so that every processor (and exporter) sees the session.
+        # Without a scope, one ContextVar read (and, once a session has come in from outside,
+        # one attribute read).
+        if _SESSION_SCOPE.get() is not None or _RECEIVED.any:
+            _session_on_start(span, parent_context)
         fan = self._fan
         open_spans = fan.open
         if open_spans is not None:
