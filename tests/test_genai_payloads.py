@@ -224,3 +224,22 @@ def test_budgets_are_validated(bad):
     with pytest.raises(ValueError, match=r"capture_bytes=.*whole number of bytes >= 64"):
         check_budget(bad, "capture_bytes")
     assert check_budget(64, "capture_bytes") == 64
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"text": "x" * 1000, "author": "me"},
+        {"a": {"b": {"c": "y" * 5000, "d": 1}, "e": [1, 2]}, "f": "g"},
+        [{"page": "z" * 3000}, {"page": "w" * 3000}, {"page": "v"}],
+    ],
+    ids=["flat", "nested", "list"],
+)
+def test_a_value_over_budget_stays_structured_json_within_it(value):
+    # What a user reads in a trace view: the value's own shape with its long text cut, not a
+    # JSON string holding the head of its serialisation.
+    text, mime = serialize_payload(value, 256)
+    assert mime == "application/json" and len(text.encode()) <= 256
+    data = json.loads(text)
+    assert type(data) is type(value), text
+    assert "...[truncated]" in text
