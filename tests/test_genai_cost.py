@@ -20,9 +20,9 @@ from tinyllm_instrument.metrics import get_metrics_collector
 CALL = LLMResult(input_tokens=2_000, output_tokens=500, total_tokens=2_500)
 
 
-def usage_errors() -> float:
+def cost_errors() -> float:
     value = get_metrics_collector().registry.get_sample_value(
-        "tinyllm_instrumentation_errors_total", {"stage": "usage"}
+        "tinyllm_instrumentation_errors_total", {"stage": "cost"}
     )
     return value or 0.0
 
@@ -49,11 +49,11 @@ def test_a_dated_snapshot_is_priced_as_its_model_unless_named():
 
 def test_an_unknown_model_or_no_usage_has_no_cost_and_no_error():
     pricer = make_pricer({"gpt-4o": (2.5, 10.0)})
-    before = usage_errors()
+    before = cost_errors()
     assert pricer.price("mystery-model", None, CALL) is None
     assert pricer.price(None, None, CALL) is None
     assert pricer.price("gpt-4o", None, LLMResult(model="gpt-4o")) is None
-    assert usage_errors() == before
+    assert cost_errors() == before
 
 
 @pytest.mark.parametrize(
@@ -120,9 +120,9 @@ def test_a_failing_price_callable_is_a_kit_fault_counted_never_raised(answer):
             raise answer
         return answer
 
-    before = usage_errors()
+    before = cost_errors()
     assert make_pricer(price).price("m", None, CALL) is None
-    assert usage_errors() == before + 1
+    assert cost_errors() == before + 1
 
 
 def test_prices_from_genai_prices():
@@ -161,10 +161,10 @@ def test_genai_prices_knows_providers_by_their_conventions_name():
 
 def test_genai_prices_unknown_model_or_provider_has_no_cost_and_no_error():
     pricer = genai_prices_pricer()
-    before = usage_errors()
+    before = cost_errors()
     assert pricer.price("no-such-model-xyz", "openai", CALL) is None
     assert pricer.price("gpt-4o", "my-private-gateway", CALL) is None
-    assert usage_errors() == before
+    assert cost_errors() == before
 
 
 def test_without_genai_prices_there_is_no_default_pricer():
