@@ -243,3 +243,15 @@ def test_a_value_over_budget_stays_structured_json_within_it(value):
     data = json.loads(text)
     assert type(data) is type(value), text
     assert "...[truncated]" in text
+
+
+def test_the_short_fields_of_a_mapping_survive_a_long_one_before_them():
+    # An LLM call's arguments: the messages are long, the settings after them short; the budget
+    # goes to the short ones first, and the key order stays the caller's.
+    value = {"messages": [{"role": "user", "content": "x" * 10_000}], "temperature": 0.2,
+             "model": "gpt-4o", "note": "n" * 5_000, "top_k": 3}  # fmt: skip
+    text, _mime = serialize_payload(value, 512)
+    data = json.loads(text)
+    assert list(data) == ["messages", "temperature", "model", "note", "top_k"]
+    assert (data["temperature"], data["model"], data["top_k"]) == (0.2, "gpt-4o", 3)
+    assert len(text.encode()) <= 512 and "...[truncated]" in text

@@ -42,6 +42,7 @@ _MIN_BUDGET = 64
 _MIN_TEXT = 16  # below this, a text is replaced by the marker alone
 _CLOSING_ROOM = 32
 _MAX_DEPTH = 32
+_SHORT = 64  # characters of a string walked first in a mapping
 _WALKS = 3  # walks of a value over budget before it becomes a JSON string of its head
 _DEPTH_MARKER = "...[too deep]"
 
@@ -153,7 +154,10 @@ class _Walk:
         return self.obj(value, depth)
 
     def mapping(self, value: Mapping[Any, Any], depth: int) -> Any:
+        # Short values first, long ones (texts, containers) with what budget is left: an LLM
+        # call's settings survive its long messages. The keys keep their order.
         out: dict[Any, Any] = {}
+        deferred: list[tuple[Any, Any]] = []
         try:
             items = iter(value.items())
             for key, item in items:
@@ -164,11 +168,22 @@ class _Walk:
                 if self.policy.is_sensitive_key(key):
                     out[self.key(key)] = REDACTED
                     self.left -= len(REDACTED)
-                else:
+                elif _is_short(item):
                     out[self.key(key)] = self.value(item, depth)
+                else:
+                    name = self.key(key)
+                    out[name] = None  # its place, filled below
+                    deferred.append((name, item))
         except Exception:  # a mapping whose iteration fails: keep what was read
             self.truncated = True
             out[TRUNCATION_MARKER] = TRUNCATION_MARKER
+        for name, item in deferred:
+            if self.left <= _CLOSING_ROOM:
+                self.truncated = True
+                out[name] = TRUNCATION_MARKER
+                self.left -= len(TRUNCATION_MARKER)
+            else:
+                out[name] = self.value(item, depth)
         return out
 
     def key(self, key: Any) -> Any:
@@ -218,6 +233,12 @@ class _Walk:
 
 class UnprintableValue(Exception):
     """Counted when a captured object's ``str()`` (or repr) raised: it shows as unprintable."""
+
+
+def _is_short(value: Any) -> bool:
+    """A value that costs a few bytes whatever happens: walked before the long ones."""
+    cls = type(value)
+    return value is None or cls in (bool, int, float) or (cls is str and len(value) <= _SHORT)
 
 
 def _object_text(value: Any) -> str:
