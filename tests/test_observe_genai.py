@@ -668,7 +668,8 @@ def test_a_retrievers_documents_ids_and_scores_always_contents_only_when_capture
     assert not [k for k in plain if k.endswith((".content", ".metadata"))]
     assert "retrieval.documents.20.document.id" not in plain  # the first 20
     full = tinyllm_capture.span("search_captured").attributes
-    assert full["retrieval.documents.0.document.content"] == "Refunds take 5 days. password=[REDACTED]"
+    content = full["retrieval.documents.0.document.content"]
+    assert content == "Refunds take 5 days. password=[REDACTED]"
     assert json.loads(full["retrieval.documents.0.document.metadata"]) == {"source": "faq"}
     assert "output.value" in full
 
@@ -714,3 +715,160 @@ def test_sys_exit_zero_inside_a_node_is_a_normal_end(tinyllm_capture, code, inte
     span = tinyllm_capture.span("finish")
     assert span.status.status_code.name == "UNSET"
     assert ("tinyllm.interrupted" in span.attributes) is interrupted
+
+
+# --------------------------------------------------------------------------------------------
+# One trace per graph call (issue 17)
+# --------------------------------------------------------------------------------------------
+
+
+def test_each_call_of_a_new_trace_graph_inside_an_observed_call_is_its_own_linked_trace(
+    tinyllm_capture,
+):
+    from opentelemetry import baggage
+    from opentelemetry import context as otel_context
+
+    seen_baggage = []
+
+    @observe(node="step")
+    def step(q):
+        seen_baggage.append(baggage.get_baggage("tenant"))
+        return q
+
+    @observe(graph="answer", new_trace=True)
+    def answer(q):
+        return step(q)
+
+    @observe(node="main")
+    def main():
+        return [answer(i) for i in range(3)]
+
+    token = otel_context.attach(baggage.set_baggage("tenant", "acme"))
+    try:
+        assert main() == [0, 1, 2]
+    finally:
+        otel_context.detach(token)
+    main_span = tinyllm_capture.span("main")
+    graphs = tinyllm_capture.spans_named("answer")
+    steps = tinyllm_capture.spans_named("step")
+    assert len(graphs) == 3 and len({g.context.trace_id for g in graphs}) == 3
+    for graph, child in zip(graphs, steps, strict=True):
+        assert graph.parent is None  # a root
+        assert graph.context.trace_id != main_span.context.trace_id
+        (link,) = graph.links
+        assert link.context.span_id == main_span.context.span_id
+        assert link.attributes["tinyllm.link"] == "called_by"
+        assert child.parent.span_id == graph.context.span_id  # its nodes stay in it
+    # and the enclosing span links to each graph call
+    assert [link.context.span_id for link in main_span.links] == [g.context.span_id for g in graphs]
+    assert seen_baggage == ["acme"] * 3  # only the parent span left the context
+
+
+def test_a_new_trace_graph_keeps_a_remote_parent_and_another_instrumentations_span(
+    tinyllm_capture,
+):
+    from opentelemetry import trace
+    from opentelemetry.propagate import extract
+
+    @observe(graph="answer", new_trace=True)
+    def answer():
+        return 1
+
+    # a request from another process: the trace goes on across it
+    incoming = extract({"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"})
+    from opentelemetry import context as otel_context
+
+    token = otel_context.attach(incoming)
+    try:
+        answer()
+    finally:
+        otel_context.detach(token)
+    # an HTTP server's span of another instrumentation, with no observed call around
+    with trace.get_tracer("web.framework").start_as_current_span("GET /ask") as server_span:
+        answer()
+    remote, local = tinyllm_capture.spans_named("answer")
+    assert format(remote.context.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"
+    assert remote.parent.span_id == 0xB7AD6B7169203331 and not remote.links
+    assert local.parent.span_id == server_span.get_span_context().span_id and not local.links
+
+
+def test_run_roles_start_a_trace_per_graph_call_with_observe_as(tinyllm_capture):
+    from tinyllm_instrument.observe import GRAPH
+
+    def answer(q):
+        return q
+
+    def main():
+        return [graph(i) for i in range(2)]
+
+    graph = observe_as(answer, GRAPH, graph="answer", new_trace=True)
+    observe_as(main, NODE)()
+    roots = [s for s in tinyllm_capture.spans if s.parent is None]
+    assert sorted(s.name for s in roots) == ["answer", "answer", main.__qualname__]
+    assert len({s.context.trace_id for s in roots}) == 3
+
+
+def test_the_console_tree_prints_one_tree_per_graph_call(capsys):
+    import re
+
+    from tinyllm_instrument.telemetry import (
+        TelemetryConfig,
+        configure_telemetry,
+        flush_telemetry,
+        shutdown_telemetry,
+    )
+
+    @observe(node="lookup")
+    def lookup(q):
+        return q
+
+    @observe(graph="answer", new_trace=True)
+    def answer(q):
+        return lookup(q)
+
+    @observe(node="main")
+    def main():
+        for i in range(3):
+            answer(i)
+
+    configure_telemetry(TelemetryConfig(enable_tracing=True, service_name="app", exporter="tree"))
+    try:
+        main()
+        assert flush_telemetry()
+        printed = capsys.readouterr().out
+    finally:
+        shutdown_telemetry()
+    trees = re.split(r"^trace [0-9a-f]{8} · app\n", printed, flags=re.M)[1:]
+    assert len(trees) == 4  # three graph calls, then main's own
+    for tree in trees[:3]:
+        assert [line.split()[0] for line in tree.splitlines()] == ["answer", "└─"]
+        assert tree.splitlines()[1].split()[1] == "lookup"
+    assert trees[3].split()[0] == "main" and len(trees[3].splitlines()) == 1
+
+
+def test_sys_exit_zero_in_a_node_shows_ok_in_the_tree(capsys):
+    import sys
+
+    from tinyllm_instrument.telemetry import (
+        TelemetryConfig,
+        configure_telemetry,
+        flush_telemetry,
+        shutdown_telemetry,
+    )
+
+    @observe(node="done")
+    def done(code):
+        sys.exit(code)
+
+    configure_telemetry(TelemetryConfig(enable_tracing=True, exporter="tree"))
+    try:
+        for code in (0, 2):
+            with pytest.raises(SystemExit):
+                done(code)
+        assert flush_telemetry()
+        printed = capsys.readouterr().out
+    finally:
+        shutdown_telemetry()
+    lines = [line for line in printed.splitlines() if line.startswith("done")]
+    assert lines[0].endswith("ok")
+    assert lines[1].endswith("interrupted SystemExit")
