@@ -1,8 +1,11 @@
 """A small LLM workflow graph with a fake model and no network, observed with @observe.
 
-Nodes: a router, a retriever with an instrumented cache, an async model call that returns usage,
-a streaming generator node, and an occasional failure. Questions arrive through a queue with two
-priorities. Run it through examples/demo.py (``make demo``).
+Nodes: a router (a plain step: a ``chain``), a retriever returning scored documents through an
+instrumented cache (``kind="retriever"``), an async model call that returns usage
+(``model=``: an ``llm``), a tool that cites the sources (``kind="tool"``), a streaming generator
+node, and an occasional failure. Questions arrive through a queue with two priorities. Run it
+through examples/demo.py (``make demo``); exported to Phoenix or Langfuse, each step shows as
+what it is (docs/genai.md).
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ DOCUMENTS = {
     "tech": ["Restart the router.", "Check the API key header."],
     "general": ["We are open 9 to 5."],
 }
+# The fake model stands in for this one; named so, back-ends and genai-prices can price its calls.
+MODEL = "gpt-4o-mini"
 # Hits and misses count in tinyllm_cache_hits_total / _misses_total{cache_type="retriever"}.
-_cache: dict[str, list[str]] = instrument_cache({}, cache_type="retriever")
+_cache: dict[str, list[dict]] = instrument_cache({}, cache_type="retriever")
 
 
 @dataclass
@@ -34,8 +39,11 @@ class Usage:
 
 @dataclass
 class Completion:
+    """Shaped like an SDK's answer: the kit reads its model and usage."""
+
     text: str
     usage: Usage
+    model: str = MODEL
 
 
 class FlakyModelError(RuntimeError):
@@ -50,30 +58,42 @@ def route(question: str) -> str:
     return topic
 
 
-@observe(node="retriever")
-def retrieve(topic: str) -> list[str]:
+# A retriever's documents (ids, scores, and with capture_output their contents) show in Phoenix's
+# documents tab, as retrieval.documents.*.
+@observe(node="retriever", kind="retriever", capture_output=True)
+def retrieve(topic: str) -> list[dict]:
     docs = _cache.get(topic)
     if docs is None:
-        docs = _cache[topic] = DOCUMENTS[topic]
+        docs = _cache[topic] = [
+            {"id": f"{topic}-{i}", "content": text, "score": round(1.0 - i / 10, 2)}
+            for i, text in enumerate(DOCUMENTS[topic])
+        ]
     return docs
 
 
-@observe(node="llm", model="fake-gpt")
-async def call_model(question: str, docs: list[str], rng: random.Random) -> Completion:
-    # model= on @observe counts tinyllm_requests_total, request latency, active requests and
-    # tinyllm_errors_total for this node; the usage in the result feeds the token counters.
+@observe(node="llm", model=MODEL, capture_input=True)
+async def call_model(question: str, docs: list[dict], rng: random.Random) -> Completion:
+    # model= on @observe makes this an llm span and counts tinyllm_requests_total, request
+    # latency, active requests and tinyllm_errors_total; the usage in the result feeds the token
+    # counters and, when the model can be priced, tinyllm_cost_usd_total.
     await asyncio.sleep(rng.uniform(0.002, 0.02))
     if rng.random() < 0.15:
         raise FlakyModelError("the fake model timed out")
-    text = f"Answer to {question!r} using {len(docs)} documents: {docs[0]}"
+    text = f"Answer to {question!r} using {len(docs)} documents: {docs[0]['content']}"
     return Completion(
         text, Usage(prompt_tokens=len(question.split()) + 20, completion_tokens=len(text.split()))
     )
 
 
-@observe(node="stream_answer", model="fake-gpt")
-def stream_answer(completion: Completion):
+@observe(node="cite_sources", kind="tool")
+def cite_sources(docs: list[dict]) -> str:
+    return ", ".join(doc["id"] for doc in docs)
+
+
+@observe(node="stream_answer")
+def stream_answer(completion: Completion, sources: str):
     yield from completion.text.split()
+    yield f"[{sources}]"
 
 
 @observe(graph="rag")
@@ -85,7 +105,7 @@ async def answer(question: str, rng: random.Random) -> str:
     except FlakyModelError:
         log.warning("model_failed_falling_back")
         return "Sorry, try again."
-    return " ".join(stream_answer(completion))
+    return " ".join(stream_answer(completion, cite_sources(docs)))
 
 
 QUESTIONS = [

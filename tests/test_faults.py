@@ -325,7 +325,7 @@ def test_huge_captured_payloads_respect_the_byte_budget(tinyllm_capture):
 
     big("x" * 5_000_000)
     attrs = tinyllm_capture.span("big").attributes
-    for key in ("tinyllm.input", "tinyllm.output"):
+    for key in ("input.value", "output.value"):
         value = attrs[key]
         assert len(value.encode()) <= 4096
         json.loads(value)  # still valid JSON
@@ -435,5 +435,5 @@ def test_huge_captured_payloads_are_never_rejected_by_the_collector():
         spans = receiver.wait_for(3, timeout=10)
     assert len(spans) == 3
     for span in spans:
-        for key in ("tinyllm.input", "tinyllm.output"):
+        for key in ("input.value", "output.value"):
             assert len(span.attributes[key].encode()) <= 4096

@@ -20,9 +20,9 @@ from tinyllm_instrument.metrics import get_metrics_collector
 CALL = LLMResult(input_tokens=2_000, output_tokens=500, total_tokens=2_500)
 
 
-def usage_errors() -> float:
+def cost_errors() -> float:
     value = get_metrics_collector().registry.get_sample_value(
-        "tinyllm_instrumentation_errors_total", {"stage": "usage"}
+        "tinyllm_instrumentation_errors_total", {"stage": "cost"}
     )
     return value or 0.0
 
@@ -49,11 +49,11 @@ def test_a_dated_snapshot_is_priced_as_its_model_unless_named():
 
 def test_an_unknown_model_or_no_usage_has_no_cost_and_no_error():
     pricer = make_pricer({"gpt-4o": (2.5, 10.0)})
-    before = usage_errors()
+    before = cost_errors()
     assert pricer.price("mystery-model", None, CALL) is None
     assert pricer.price(None, None, CALL) is None
     assert pricer.price("gpt-4o", None, LLMResult(model="gpt-4o")) is None
-    assert usage_errors() == before
+    assert cost_errors() == before
 
 
 @pytest.mark.parametrize(
@@ -120,9 +120,9 @@ def test_a_failing_price_callable_is_a_kit_fault_counted_never_raised(answer):
             raise answer
         return answer
 
-    before = usage_errors()
+    before = cost_errors()
     assert make_pricer(price).price("m", None, CALL) is None
-    assert usage_errors() == before + 1
+    assert cost_errors() == before + 1
 
 
 def test_prices_from_genai_prices():
@@ -161,10 +161,10 @@ def test_genai_prices_knows_providers_by_their_conventions_name():
 
 def test_genai_prices_unknown_model_or_provider_has_no_cost_and_no_error():
     pricer = genai_prices_pricer()
-    before = usage_errors()
+    before = cost_errors()
     assert pricer.price("no-such-model-xyz", "openai", CALL) is None
     assert pricer.price("gpt-4o", "my-private-gateway", CALL) is None
-    assert usage_errors() == before
+    assert cost_errors() == before
 
 
 def test_without_genai_prices_there_is_no_default_pricer():
@@ -192,3 +192,58 @@ def test_money_as_decimal_is_accepted():
     pricer = make_pricer({"m": (Decimal("2.5"), Decimal("10"))})
     assert pricer.price("m", None, CALL).total == pytest.approx(0.01)
     assert make_pricer(lambda m, p, i, o: Decimal("0.25")).price("m", None, CALL).total == 0.25
+
+
+@pytest.mark.parametrize(
+    ("model", "provider"),
+    [
+        ("gpt-4o", "openai"),  # one static table
+        ("gpt-4o-2024-08-06", None),  # a dated snapshot, provider guessed
+        ("claude-haiku-4-5", "anthropic"),  # cache read and write rates
+        ("claude-sonnet-4-5", "anthropic"),  # tiered above 200k input tokens
+        ("gemini-2.5-pro", "gcp.gen_ai"),  # tiered, provider spelt as the conventions do
+        ("o3", "openai"),  # prices that depend on the date (conditional)
+    ],
+)
+@pytest.mark.parametrize(
+    "call",
+    [
+        LLMResult(input_tokens=2_000, output_tokens=500),
+        LLMResult(input_tokens=10_000, output_tokens=10, cache_read_tokens=9_000),
+        LLMResult(input_tokens=12_000, output_tokens=7, cache_read_tokens=3_000,
+                  cache_creation_tokens=4_000),
+        LLMResult(input_tokens=200_000, output_tokens=1),
+        LLMResult(input_tokens=200_001, output_tokens=1),  # over the first tier
+        LLMResult(input_tokens=5, output_tokens=0, cache_read_tokens=9),  # malformed: more read
+    ],
+    ids=["plain", "cache-read", "cache-both", "at-tier", "over-tier", "malformed"],
+)  # fmt: skip
+def test_the_learnt_genai_prices_rates_give_genai_prices_own_answer(model, provider, call):
+    # The pricer asks genai-prices once per model and then prices in about a microsecond;
+    # whatever it learnt, each call must cost what genai-prices itself says, to the cent's
+    # billionth, twice in a row (the second from what was learnt).
+    import genai_prices
+
+    from tinyllm_instrument.genai.providers import prices_provider_id
+
+    pricer = genai_prices_pricer()
+    usage = genai_prices.Usage(
+        input_tokens=call.input_tokens,
+        output_tokens=call.output_tokens,
+        cache_read_tokens=call.cache_read_tokens,
+        cache_write_tokens=call.cache_creation_tokens,
+    )
+    try:
+        expected = genai_prices.calc_price(
+            usage, model, provider_id=prices_provider_id(provider)
+        )
+    except ValueError:  # genai-prices refuses the malformed usage: a counted fault, no cost
+        before = cost_errors()
+        assert pricer.price(model, provider, call) is None
+        assert cost_errors() == before + 1
+        return
+    for _ in range(2):
+        cost = pricer.price(model, provider, call)
+        assert cost.total == pytest.approx(float(expected.total_price), rel=1e-9, abs=1e-15)
+        assert cost.prompt == pytest.approx(float(expected.input_price), rel=1e-9, abs=1e-15)
+        assert cost.completion == pytest.approx(float(expected.output_price), rel=1e-9, abs=1e-15)

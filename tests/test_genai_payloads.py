@@ -224,3 +224,34 @@ def test_budgets_are_validated(bad):
     with pytest.raises(ValueError, match=r"capture_bytes=.*whole number of bytes >= 64"):
         check_budget(bad, "capture_bytes")
     assert check_budget(64, "capture_bytes") == 64
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"text": "x" * 1000, "author": "me"},
+        {"a": {"b": {"c": "y" * 5000, "d": 1}, "e": [1, 2]}, "f": "g"},
+        [{"page": "z" * 3000}, {"page": "w" * 3000}, {"page": "v"}],
+    ],
+    ids=["flat", "nested", "list"],
+)
+def test_a_value_over_budget_stays_structured_json_within_it(value):
+    # What a user reads in a trace view: the value's own shape with its long text cut, not a
+    # JSON string holding the head of its serialisation.
+    text, mime = serialize_payload(value, 256)
+    assert mime == "application/json" and len(text.encode()) <= 256
+    data = json.loads(text)
+    assert type(data) is type(value), text
+    assert "...[truncated]" in text
+
+
+def test_the_short_fields_of_a_mapping_survive_a_long_one_before_them():
+    # An LLM call's arguments: the messages are long, the settings after them short; the budget
+    # goes to the short ones first, and the key order stays the caller's.
+    value = {"messages": [{"role": "user", "content": "x" * 10_000}], "temperature": 0.2,
+             "model": "gpt-4o", "note": "n" * 5_000, "top_k": 3}  # fmt: skip
+    text, _mime = serialize_payload(value, 512)
+    data = json.loads(text)
+    assert list(data) == ["messages", "temperature", "model", "note", "top_k"]
+    assert (data["temperature"], data["model"], data["top_k"]) == (0.2, "gpt-4o", 3)
+    assert len(text.encode()) <= 512 and "...[truncated]" in text

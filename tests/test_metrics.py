@@ -72,6 +72,7 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "tinyllm_spans_dropped_total": ("counter", ("reason",), "spans_dropped"),
     "tinyllm_spans_exported_total": ("counter", (), "spans_exported"),
     "tinyllm_log_lines_dropped_total": ("counter", ("reason",), "log_lines_dropped"),
+    "tinyllm_cost_usd_total": ("counter", ("model", "graph"), "cost_usd"),
 }
 
 GUIDE_FAMILIES = {
@@ -131,6 +132,7 @@ def _record_everything(c: MetricsCollector) -> None:
     with c.track_request_latency("gpt-x", "qa"):
         pass
     c.record_tokens(10, 5, "gpt-x", "qa")
+    c.record_cost(0.0125, "gpt-x", "qa")
     c.increment_error_count("timeout", "gpt-x", "qa")
     with c.track_node_execution("router", "qa"):
         pass

@@ -444,11 +444,11 @@ def test_captured_values_json_cannot_encode_are_redacted_before_they_are_printed
 
     f({("a", 1): "x", "api_key": "sk-live-abcdefghijkl", "note": "password=hunter2"})
     attrs = tinyllm_capture.span("n").attributes
-    for key in ("tinyllm.input", "tinyllm.output"):
+    for key in ("input.value", "output.value"):
         text = attrs[key]
         json.loads(text)  # still valid JSON
         assert "hunter2" not in text and "abcdefghijkl" not in text and "Zq9abc" not in text, text
-    assert "[REDACTED]" in attrs["tinyllm.output"]
+    assert "[REDACTED]" in attrs["output.value"]
 
 
 def test_object_attribute_values_are_redacted(tinyllm_capture):
@@ -554,7 +554,7 @@ def test_the_wrapper_binds_arguments_exactly_as_the_function_does(
         expected = _outcome(run(plain_ns["f"]), args, kwargs)
         assert _outcome(run(observed), args, kwargs) == expected, (args, kwargs)
     for span in tinyllm_capture.spans:
-        json.loads(span.attributes["tinyllm.input"])
+        json.loads(span.attributes["input.value"])
     assert inspect.signature(observed) == inspect.signature(plain_ns["f"])
 
 

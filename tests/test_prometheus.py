@@ -101,7 +101,7 @@ def test_error_rate_needs_matching_labels(live_stack):
     # As the guide writes it, errors{error_type,..} / requests{request_type,..} never match.
     assert prometheus.query(GUIDE_ERROR_RATE) == []
     result = prometheus.wait_for(ERROR_RATE)
-    assert result and {s["metric"]["model"] for s in result} == {"fake-gpt"}
+    assert result and {s["metric"]["model"] for s in result} == {"gpt-4o-mini"}
     assert 0 < float(result[0]["value"][1]) < 1
 
 

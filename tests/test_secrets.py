@@ -183,7 +183,7 @@ def test_no_planted_secret_reaches_any_sink():
             for sink, text in sinks.items():
                 assert not _leaks(text, secrets), f"{sink} leaked {_leaks(text, secrets)}"
             # Ordinary fields survive unchanged: the captured input round-trips them.
-            captured_in = json.loads(attrs["tinyllm.input"])["data"]
+            captured_in = json.loads(attrs["input.value"])["data"]
             assert captured_in["prompt"] == payload["prompt"]
             assert captured_in["max_tokens"] == payload["max_tokens"]
             assert captured_in["author"] == payload["author"]

@@ -423,3 +423,20 @@ def test_a_forked_child_does_not_print_the_parents_unfinished_traces():
     exporter._out = parent_out
     exporter.shutdown()
     assert "parents_node" in parent_out.getvalue()
+
+
+def test_a_priced_model_call_shows_its_cost_beside_its_tokens():
+    out = io.StringIO()
+    tokens = {"gen_ai.usage.input_tokens": 31, "gen_ai.usage.output_tokens": 7}
+    TreeSpanExporter(out).export(
+        [
+            span("cheap", 2, 1, 0, 1, attributes={**tokens, "llm.cost.total": 8.025e-06}),
+            span("dear", 3, 1, 1, 2, attributes={**tokens, "llm.cost.total": 1.25}),
+            span("odd", 4, 1, 2, 3, attributes={**tokens, "llm.cost.total": "free"}),
+            span("g", 1, None, 0, 3),
+        ]
+    )
+    rows = {row[0].split()[-1]: row for row in _fields(out.getvalue())[1:]}
+    assert rows["cheap"][4] == "in 31 / out 7 tok, $0.000008"
+    assert rows["dear"][4] == "in 31 / out 7 tok, $1.25"
+    assert rows["odd"][4] == "in 31 / out 7 tok"  # not a number: not shown

@@ -82,9 +82,15 @@ class CallLifecycle:
       the garbage collector).
     * ``resume(call)``: a stream is about to run its next step: make it current again.
     * ``pause(call)``: a stream produced an item: restore what was current before ``resume``.
+    * ``pause_item(call, item)``: the same, for a lifecycle whose ``sees_items`` is true: it is
+      also handed the item (an LLM stream's chunks carry its token usage). Read once, when
+      wrapping: a stream of a lifecycle that does not see items pays nothing per item for it.
     """
 
     __slots__ = ()
+
+    #: Whether a stream's items are handed to :meth:`pause_item` (read once, by :func:`wrap`).
+    sees_items: bool = False
 
     def start(self, args: tuple, kwargs: dict) -> Any:
         raise NotImplementedError
@@ -103,6 +109,9 @@ class CallLifecycle:
 
     def pause(self, call: Any) -> None:
         raise NotImplementedError
+
+    def pause_item(self, call: Any, item: Any) -> None:
+        self.pause(call)
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,7 +190,8 @@ def wrap(func: Any, lifecycle: CallLifecycle, gate: Gate = ALWAYS, kind: str | N
         wrapper = functools.update_wrapper(_rehome(shell, func), func)
         wrapper.__dict__[_MARK] = (weakref.ref(wrapper), lifecycle)
         return wrapper
-    shell = _shell_factory(_WRAPT, kind)(None, gate, lifecycle)
+    sees_items = kind in (GENERATOR, ASYNC_GENERATOR) and bool(lifecycle.sees_items)
+    shell = _shell_factory(_WRAPT, kind, sees_items)(None, gate, lifecycle)
     proxy = _Proxy(func, shell, enabled=None if gate is ALWAYS else _switch(gate))
     proxy._self_lifecycle = lifecycle
     return proxy
@@ -344,25 +354,28 @@ def _defaults(func: FunctionType, shape: _Shape) -> list[Any]:
     return [*(func.__defaults__ or ()), *(kw_defaults[name] for name in shape.kw_defaults)]
 
 
-#: Compiled shell factories, by (shape, kind). Shapes repeat a lot; past this many, a shell is
-#: compiled for each wrapper and its lines are not kept for tracebacks, so that a program with
-#: countless distinct signatures cannot grow memory (nor linecache) without bound.
+#: Compiled shell factories, by (shape, kind, sees_items). Shapes repeat a lot; past this many, a
+#: shell is compiled for each wrapper and its lines are not kept for tracebacks, so that a
+#: program with countless distinct signatures cannot grow memory (nor linecache) without bound.
 _MAX_FACTORIES = 1024
-_FACTORIES: dict[tuple[_Shape, str], Callable[..., Any]] = {}
+_FACTORIES: dict[tuple[_Shape, str, bool], Callable[..., Any]] = {}
 
 
-def _shell_factory(shape: _Shape, kind: str) -> Callable[..., Any]:
-    """The compiled shell template for one parameter shape and kind."""
-    factory = _FACTORIES.get((shape, kind))
+def _shell_factory(shape: _Shape, kind: str, sees_items: bool = False) -> Callable[..., Any]:
+    """The compiled shell template for one parameter shape and kind (and stream driver)."""
+    key = (shape, kind, sees_items)
+    factory = _FACTORIES.get(key)
     if factory is None:
         keep = len(_FACTORIES) < _MAX_FACTORIES
-        factory = _compile_shell(shape, kind, keep)
+        factory = _compile_shell(shape, kind, sees_items, keep)
         if keep:
-            _FACTORIES[shape, kind] = factory
+            _FACTORIES[key] = factory
     return factory
 
 
-def _compile_shell(shape: _Shape, kind: str, keep_lines: bool) -> Callable[..., Any]:
+def _compile_shell(
+    shape: _Shape, kind: str, sees_items: bool, keep_lines: bool
+) -> Callable[..., Any]:
     if shape is _WRAPT:
         params = list(shape.positional)
         defaults: list[str] = []
@@ -376,6 +389,8 @@ def _compile_shell(shape: _Shape, kind: str, keep_lines: bool) -> Callable[..., 
         kwargs = "{" + ", ".join(keywords) + "}"
     is_async = kind == ASYNC
     streams = {GENERATOR: "_drive_generator", ASYNC_GENERATOR: "_drive_async_generator"}
+    if sees_items:
+        streams = {k: v + "_items" for k, v in streams.items()}
     body = (_STREAM_BODY if kind in streams else _CALL_BODY).format(
         await_="await " if is_async else "", callee=callee, call=call, args=args, kwargs=kwargs
     )
@@ -386,10 +401,7 @@ def _compile_shell(shape: _Shape, kind: str, keep_lines: bool) -> Callable[..., 
         params=", ".join(params),
         body=body,
     )
-    namespace = {
-        "_drive_generator": _drive_generator,
-        "_drive_async_generator": _drive_async_generator,
-    }
+    namespace = dict(_DRIVERS)
     factory: Callable[..., Any] = _compile(
         source, f"{kind} ({', '.join(params)})", "factory", namespace, keep_lines
     )
@@ -443,7 +455,7 @@ _DRIVER_TEMPLATE = """\
     call = lifecycle.start(args, kwargs)
     if call is None:
         {passthrough}
-    pause = lifecycle.pause
+    pause = lifecycle.{pause_method}
     resume = lifecycle.resume
     send = stream.{send}
     value = None
@@ -460,7 +472,7 @@ _DRIVER_TEMPLATE = """\
         except BaseException as exc:
             lifecycle.end_error(call, exc)
             raise
-        pause(call)
+        pause({pause_args})
         try:
             value = yield item
         except GeneratorExit:  # closed before its end: close the user's stream as the call
@@ -495,13 +507,17 @@ _DRIVER_SPELLING = {
 }
 
 
-def _compile_driver(is_async: bool) -> Callable[..., Any]:
+def _compile_driver(is_async: bool, sees_items: bool) -> Callable[..., Any]:
     """The driver of a generator (or async generator): runs it as the call, current only while
-    its own code runs, never across a yield.
+    its own code runs, never across a yield. With ``sees_items``, each item is handed to the
+    lifecycle's ``pause_item``; without, the driver has no per-item cost for it.
     """
     spelling = {key: pair[is_async] for key, pair in _DRIVER_SPELLING.items()}
+    spelling["pause_method"] = "pause_item" if sees_items else "pause"
+    spelling["pause_args"] = "call, item" if sees_items else "call"
     kind = ASYNC_GENERATOR if is_async else GENERATOR
-    return _compile(_DRIVER_TEMPLATE.format(**spelling), f"{kind} driver", "drive", {}, True)
+    label = f"{kind} driver{' (items)' if sees_items else ''}"
+    return _compile(_DRIVER_TEMPLATE.format(**spelling), label, "drive", {}, True)
 
 
 def _compile(
@@ -517,11 +533,14 @@ def _compile(
     return namespace[name]
 
 
-_drive_generator = _compile_driver(is_async=False)
-_drive_async_generator = _compile_driver(is_async=True)
-
-
-_DRIVER_CODES = frozenset({_drive_generator.__code__, _drive_async_generator.__code__})
+#: The four drivers, by the name the shells call them.
+_DRIVERS: dict[str, Callable[..., Any]] = {
+    "_drive_generator": _compile_driver(is_async=False, sees_items=False),
+    "_drive_async_generator": _compile_driver(is_async=True, sees_items=False),
+    "_drive_generator_items": _compile_driver(is_async=False, sees_items=True),
+    "_drive_async_generator_items": _compile_driver(is_async=True, sees_items=True),
+}
+_DRIVER_CODES = frozenset(driver.__code__ for driver in _DRIVERS.values())
 
 
 def call_in_frame(frame: FrameType) -> Any:

@@ -24,6 +24,7 @@ class Stage:
     ATTRIBUTE = "attribute"
     CACHE_METRICS = "cache_metrics"
     CAPTURE = "capture"
+    COST = "cost"
     EVENT_HANDLER = "event_handler"
     INSTRUMENT = "instrument"
     LOG_PROCESSOR = "log_processor"

@@ -1,7 +1,8 @@
-"""Token usage of an observed call: read from a result's usage field, or told by record_usage."""
+"""Token usage an observed call reports itself with record_usage: span, token and cost metrics."""
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from opentelemetry import trace
@@ -9,40 +10,23 @@ from opentelemetry import trace
 from . import _config
 from ._context import CURRENT_GRAPH, CURRENT_MODEL, NO_GRAPH
 from ._errors import Stage, report_internal_error
+from ._observe_settings import SETTINGS
+from .genai import conventions as c
+from .genai.cost import cost_attributes
+from .genai.results import LLMResult
 from .metrics import get_metrics_collector
 
-__all__ = ["PLAIN_RESULT_TYPES", "record_usage", "record_usage_of"]
+__all__ = ["record_usage", "reported_usage"]
 
-#: Result types that never carry usage: the per-call check is one set lookup.
-PLAIN_RESULT_TYPES = frozenset({type(None), bool, int, float, str, bytes, list, tuple, set})
+# The spans of calls whose code called record_usage: for them the kit adds nothing it read from
+# the result or the stream, which would count the same tokens twice. Weak: a span leaves it when
+# it is gone.
+_REPORTED: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
-def _usage_of(result: Any) -> tuple[int, int] | None:
-    """Find (input, output) tokens in the common shapes of an LLM result, or None."""
-    if type(result) in PLAIN_RESULT_TYPES:
-        return None
-    if isinstance(result, dict):
-        usage = result.get("usage", result)
-        get = usage.get if isinstance(usage, dict) else (lambda k, d=None: getattr(usage, k, d))
-    else:
-        usage = getattr(result, "usage", None)
-        if usage is None:
-            usage = result
-        if isinstance(usage, dict):
-            get = usage.get
-        else:
-
-            def get(key: str, default: Any = None) -> Any:
-                return getattr(usage, key, default)
-
-    inp = get("prompt_tokens")
-    out = get("completion_tokens")
-    if inp is None and out is None:
-        inp = get("input_tokens")
-        out = get("output_tokens")
-    if inp is None and out is None:
-        return None
-    return _token_count(inp), _token_count(out)
+def reported_usage(span: Any) -> bool:
+    """Whether ``record_usage`` was called inside the call of ``span``."""
+    return span in _REPORTED
 
 
 def _token_count(value: Any) -> int:
@@ -53,37 +37,16 @@ def _token_count(value: Any) -> int:
     return value
 
 
-def record_usage_of(span: Any, model: str | None, graph: str | None, result: Any) -> None:
-    """Record the usage a call's result carries, if any; a malformed one is counted, not raised."""
-    try:
-        usage = _usage_of(result)
-    except Exception as exc:  # a malformed usage field is the app's business, not a crash
-        report_internal_error(Stage.USAGE, exc)
-        return
-    if usage is None:
-        return
-    _record_tokens(span, usage[0], usage[1], model, graph)
-
-
-def _record_tokens(span: Any, inp: int, out: int, model: str | None, graph: str | None) -> None:
-    if span.is_recording():
-        span.set_attribute("gen_ai.usage.input_tokens", inp)
-        span.set_attribute("gen_ai.usage.output_tokens", out)
-    get_metrics_collector().record_tokens(
-        inp,
-        out,
-        model if model is not None else "unknown",
-        graph if graph is not None else NO_GRAPH,
-    )
-
-
 def record_usage(
     input_tokens: int = 0, output_tokens: int = 0, *, model: str | None = None
 ) -> None:
-    """Record token usage for the current observed call, for nodes that stream.
+    """Record token usage for the current observed call, when the kit cannot read it.
 
-    Adds to ``tinyllm_tokens_input_total`` / ``tinyllm_tokens_output_total{model,graph}`` and sets
-    ``gen_ai.usage.input_tokens`` / ``output_tokens`` on the current span.
+    Adds to ``tinyllm_tokens_input_total`` / ``tinyllm_tokens_output_total{model,graph}``, sets
+    ``gen_ai.usage.input_tokens`` / ``output_tokens`` and ``llm.token_count.*`` on the current
+    span, and, when the model can be priced (``configure_observe(prices=...)`` or
+    genai-prices), its cost. Once a call has used it, the kit adds nothing it reads from that
+    call's result or stream, so the same tokens are not counted twice.
 
     Args:
         input_tokens: prompt tokens to add.
@@ -104,12 +67,30 @@ def record_usage(
     if not _config.STATE.enabled:
         return
     try:
-        _record_tokens(
-            trace.get_current_span(),
-            inp,
-            out,
-            model if model is not None else CURRENT_MODEL.get(),
-            CURRENT_GRAPH.get(),
-        )
+        span = trace.get_current_span()
+        label = model if model is not None else CURRENT_MODEL.get()
+        graph = CURRENT_GRAPH.get()
+        graph_label = graph if graph is not None else NO_GRAPH
+        model_label = label if label is not None else "unknown"
+        collector = get_metrics_collector()
+        collector.record_tokens(inp, out, model_label, graph_label)
+        attrs: dict[str, Any] = {
+            c.GEN_AI_USAGE_INPUT_TOKENS: inp,
+            c.GEN_AI_USAGE_OUTPUT_TOKENS: out,
+            c.LLM_TOKEN_COUNT_PROMPT: inp,
+            c.LLM_TOKEN_COUNT_COMPLETION: out,
+            c.LLM_TOKEN_COUNT_TOTAL: inp + out,
+        }
+        pricer = SETTINGS.pricer() if label is not None else None
+        if pricer is not None:
+            info = LLMResult(model=label, input_tokens=inp, output_tokens=out)
+            cost = pricer.price(label, None, info)
+            if cost is not None:
+                attrs.update(cost_attributes(cost))
+                collector.record_cost(cost.total, model_label, graph_label)
+        if span.get_span_context().is_valid:
+            _REPORTED.add(span)
+        if span.is_recording():
+            span.set_attributes(attrs)
     except Exception as exc:
         report_internal_error(Stage.USAGE, exc)

@@ -9,7 +9,6 @@ of callable, live in :mod:`._calls` and call the observer's ``start`` / ``end_ok
 from __future__ import annotations
 
 import asyncio
-import inspect
 import sys
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.trace import INVALID_SPAN, Link
 
 from . import _config
 from ._calls import ASYNC_GENERATOR, GENERATOR, CallLifecycle, call_in_frame, kind_of
@@ -25,13 +25,23 @@ from ._calls import lifecycle_of as _lifecycle_of
 from ._calls import wrap as _wrap
 from ._context import CURRENT_GRAPH, CURRENT_MODEL, CURRENT_NODE, NO_GRAPH
 from ._errors import Stage, report_internal_error
+from ._observe_genai import INFER, NOTHING, GenAIPlan
 from ._observe_metrics import MAX_CACHED_GRAPHS, HandleCache
-from ._usage import PLAIN_RESULT_TYPES, record_usage, record_usage_of
+from ._observe_settings import (
+    DEFAULT_CAPTURE_BYTES,
+    SETTINGS,
+    configure_observe,
+    reset_observe_settings,
+)
+from ._usage import record_usage
 from .events import EventCategory, EventSeverity, emit_event, get_event_emitter
+from .genai import conventions as c
+from .genai.kinds import plan_kind, spec_span_name
+from .genai.results import PLAIN_RESULT_TYPES
 from .metrics import get_metrics_collector
 from .redaction import safe_str
 from .telemetry import get_tracer
-from .telemetry.spans import json_attribute, prepare_attributes, record_error
+from .telemetry.spans import prepare_attributes, record_error
 
 __all__ = [
     "DEFAULT_CAPTURE_BYTES",
@@ -50,70 +60,10 @@ __all__ = [
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: Byte budget of one captured input or output attribute (after redaction, as JSON).
-DEFAULT_CAPTURE_BYTES = 4096
-
 _DEBUG = EventSeverity.DEBUG
 _ERROR = EventSeverity.ERROR
 _EXECUTION = EventCategory.EXECUTION
-
-
-class _Settings:
-    """Process-wide options of @observe, read per call (one attribute each)."""
-
-    __slots__ = ("completed_severity", "capture_bytes")
-
-    def __init__(self) -> None:
-        self.completed_severity: EventSeverity = _DEBUG
-        self.capture_bytes = DEFAULT_CAPTURE_BYTES
-
-
-_SETTINGS = _Settings()
-
-
-def configure_observe(
-    *,
-    completed_severity: EventSeverity | str | None = None,
-    capture_bytes: int | None = None,
-) -> None:
-    """Set process-wide options of ``@observe``.
-
-    Args:
-        completed_severity: severity of ``node.execution.completed`` / ``graph.execution.completed``
-            events. DEBUG by default, so that a hot node does not write a log line per call.
-        capture_bytes: byte budget of each captured input/output attribute (default 4096).
-
-    Raises:
-        ValueError: an unknown severity or a budget below 64 bytes.
-
-    Example:
-        >>> configure_observe(completed_severity="info")
-    """
-    if completed_severity is not None:
-        _SETTINGS.completed_severity = _severity(completed_severity)
-    if capture_bytes is not None:
-        if (
-            isinstance(capture_bytes, bool)
-            or not isinstance(capture_bytes, int)
-            or capture_bytes < 64
-        ):
-            raise ValueError(f"capture_bytes={capture_bytes!r}: use a whole number of bytes >= 64")
-        _SETTINGS.capture_bytes = capture_bytes
-
-
-def reset_observe_settings() -> None:
-    """Back to the defaults (for tests)."""
-    _SETTINGS.__init__()  # type: ignore[misc]
-
-
-def _severity(value: EventSeverity | str) -> EventSeverity:
-    if isinstance(value, EventSeverity):
-        return value
-    try:
-        return EventSeverity.coerce(value)
-    except ValueError:
-        allowed = ", ".join(s.value for s in EventSeverity)
-        raise ValueError(f"severity={value!r} is not one of: {allowed}") from None
+_SETTINGS = SETTINGS
 
 
 # --------------------------------------------------------------------------------------------
@@ -157,6 +107,8 @@ _set_graph = CURRENT_GRAPH.set
 _reset_graph = CURRENT_GRAPH.reset
 _set_model = CURRENT_MODEL.set
 _reset_model = CURRENT_MODEL.reset
+_get_node = CURRENT_NODE.get
+_get_current_span = trace.get_current_span
 _getrecursionlimit = sys.getrecursionlimit
 _setrecursionlimit = sys.setrecursionlimit
 #: Frames lent to the error path of a call that failed with RecursionError: the user's code has
@@ -178,10 +130,6 @@ def _code_location(func: Any) -> tuple[str, str]:
     return name, module
 
 
-#: Names a receiver conventionally has; see _signature_of.
-_RECEIVER_NAMES = frozenset({"self", "cls", "mcs", "mcls", "metacls"})
-
-
 class _Call:
     """The state of one observed call in flight; a stream keeps it across its items."""
 
@@ -195,6 +143,7 @@ class _Call:
         "wants_debug",
         "items",
         "first_item_ns",
+        "acc",
     )
 
     # Set by _Observer.start, and the tokens by _Observer.resume, before anything reads them.
@@ -208,6 +157,7 @@ class _Call:
     wants_debug: bool
     items: int
     first_item_ns: int
+    acc: Any  # an LLM stream's StreamAccumulator (set only by observers that see items)
 
 
 class _Observer(CallLifecycle):
@@ -219,14 +169,20 @@ class _Observer(CallLifecycle):
         "node",
         "static_graph",
         "span_name",
+        "spec_name",
+        "span_kind",
         "span_attributes",
         "capture_input",
         "capture_output",
         "model",
         "event_prefix",
-        "signature",
-        "receiver",
         "is_stream",
+        "sees_items",
+        "new_trace",
+        "genai",
+        "result_reader",
+        "reads_plain",
+        "in_graph_view",
         "handles",
         "_graph_attributes",
     )
@@ -234,7 +190,7 @@ class _Observer(CallLifecycle):
     def __init__(
         self,
         func: Any,
-        kind: str,
+        call_kind: str,
         *,
         node: str | None,
         graph: str | None,
@@ -243,39 +199,83 @@ class _Observer(CallLifecycle):
         capture_input: bool,
         capture_output: bool,
         model: str | None,
+        kind: str | None = None,
+        provider: str | None = None,
+        new_trace: bool = False,
     ) -> None:
         qualname, module = _code_location(func)
-        for label, value in (("node", node), ("graph", graph), ("name", name), ("model", model)):
+        for label, value in (
+            ("node", node),
+            ("graph", graph),
+            ("name", name),
+            ("model", model),
+            ("provider", provider),
+        ):
             if value is not None and (not isinstance(value, str) or not value):
                 raise ValueError(f"@observe({label}={value!r}): {label} must be a non-empty string")
         if attributes is not None and not isinstance(attributes, dict):
             raise ValueError(f"@observe(attributes={attributes!r}): attributes must be a dict")
         is_graph = graph is not None and node is None
+        if new_trace is not False and (new_trace is not True or not is_graph):
+            raise ValueError(
+                f"@observe(new_trace={new_trace!r}): only a graph (graph= without node=) starts "
+                "a trace of its own; use new_trace=True there"
+            )
         self.node = None if is_graph else (node or qualname)
         self.static_graph = graph
-        span_name = name or (graph if is_graph else self.node)
-        assert span_name is not None  # node defaults to the qualname
-        self.span_name: str = span_name
+        own_name = graph if is_graph else self.node
+        assert own_name is not None  # node defaults to the qualname
+        try:
+            plan = plan_kind(kind, name=own_name, is_graph=is_graph, model=model, provider=provider)
+        except ValueError as exc:
+            raise ValueError(f"@observe: {exc}") from None
+        self.span_name: str = name or plan.span_name
+        # The conventions' name (configure_observe(span_names="spec")), when it differs.
+        spec = None if name else spec_span_name(plan.kind, own_name, model)
+        self.spec_name = spec if spec != self.span_name else None
+        self.span_kind = plan.span_kind
+        self.is_stream = call_kind in (GENERATOR, ASYNC_GENERATOR)
         attrs: dict[str, Any] = {"code.function": qualname, "code.namespace": module}
         if self.node is not None:
             attrs["tinyllm.node"] = self.node
         if graph is not None:
             attrs["tinyllm.graph"] = graph
-        if model is not None:
-            attrs["gen_ai.request.model"] = model
+        kind_attributes = dict(plan.attributes)
+        # A node of no declared kind is a plain step: it carries only its OpenInference kind, so
+        # that what every call of a plain node costs stays as it was (each attribute the SDK
+        # validates, per span). Declared kinds and graphs join Phoenix's graph view.
+        self.in_graph_view = kind is not None or is_graph or model is not None
+        if not self.in_graph_view:
+            kind_attributes = {c.OPENINFERENCE_SPAN_KIND: plan.kind.upper()}
+        elif graph is not None and not is_graph:
+            kind_attributes[c.GRAPH_NODE_PARENT_ID] = graph
+        attrs.update(kind_attributes)
+        if self.is_stream and plan.reads_usage:
+            attrs[c.GEN_AI_REQUEST_STREAM] = True
         if attributes:
             attrs.update(attributes)
         self.span_attributes = prepare_attributes(attrs) or {}
         self.capture_input = capture_input
         self.capture_output = capture_output
         self.model = model
+        self.new_trace = new_trace
         self.event_prefix = "graph.execution." if is_graph else "node.execution."
-        self.signature: inspect.Signature | None = None
-        self.receiver: str | None = None
-        if capture_input:
-            self.signature, self.receiver = _signature_of(func)
-        self.is_stream = kind in (GENERATOR, ASYNC_GENERATOR)
-        stream_name = (self.node or span_name) if self.is_stream else None
+        self.genai = GenAIPlan(
+            func,
+            plan,
+            declared=kind is not None,
+            is_graph=is_graph,
+            is_stream=self.is_stream,
+            model=model,
+            provider=provider,
+            capture_input=capture_input,
+            capture_output=capture_output,
+        )
+        self.sees_items = self.genai.sees_items
+        reads = self.genai.reads
+        self.result_reader = None if reads == NOTHING or self.is_stream else self.genai.on_result
+        self.reads_plain = reads != INFER  # a node of no kind reads only results of other types
+        stream_name = (self.node or self.span_name) if self.is_stream else None
         self.handles = HandleCache(self.node, graph, model, stream_name)
         self._graph_attributes: dict[str, dict[str, Any]] = {}
 
@@ -289,6 +289,8 @@ class _Observer(CallLifecycle):
         if attrs is None:
             attrs = dict(self.span_attributes)
             attrs["tinyllm.graph"] = graph
+            if self.in_graph_view and self.node is not None:
+                attrs[c.GRAPH_NODE_PARENT_ID] = graph
             if len(self._graph_attributes) < MAX_CACHED_GRAPHS:
                 self._graph_attributes[graph] = attrs
         return attrs
@@ -302,11 +304,16 @@ class _Observer(CallLifecycle):
         try:
             graph = static_graph if static_graph is not None else _get_graph()
             start_ns = _time_ns()
-            span = get_tracer().start_span(
-                self.span_name,
-                attributes=self.span_attributes if graph is None else self.attributes_for(graph),
-                start_time=start_ns,
-            )
+            name = self.span_name
+            if self.spec_name is not None and _SETTINGS.spec_span_names:
+                name = self.spec_name
+            attributes = self.span_attributes if graph is None else self.attributes_for(graph)
+            if self.new_trace:
+                span = self._start_trace(name, attributes, start_ns)
+            else:
+                span = get_tracer().start_span(
+                    name, kind=self.span_kind, attributes=attributes, start_time=start_ns
+                )
             # Filled in here rather than by an __init__, which would cost a frame per call.
             call = _new_call(_Call)
             call.observer = self
@@ -317,8 +324,10 @@ class _Observer(CallLifecycle):
             call.wants_debug = False
             call.items = -1  # made current through resume(), which counts
             call.first_item_ns = 0
+            if self.sees_items:
+                call.acc = self.genai.new_accumulator()
             if self.capture_input and span.is_recording():
-                span.set_attribute("tinyllm.input", self._captured_input(args, kwargs))
+                span.set_attributes(self.genai.input_attributes(args, kwargs))
         except Exception as exc:
             try:
                 _report(Stage.OBSERVE_BEGIN, exc)
@@ -339,6 +348,41 @@ class _Observer(CallLifecycle):
             _report(Stage.OBSERVE_BEGIN, exc)
         return call
 
+    def _start_trace(self, name: str, attributes: dict[str, Any], start_ns: int) -> Any:
+        """Start a graph's span as the root of a trace of its own, when it is called inside
+        another observed call (a wrapped ``main()``, a loop): each graph call is then one trace.
+        The enclosing span and the graph's are linked both ways. A parent from another process
+        (a remote one) or from another instrumentation (no observed call around: an HTTP
+        server's span) stays the parent, so distributed traces are not cut.
+        """
+        tracer = get_tracer()
+        parent = _get_current_span()
+        parent_context = parent.get_span_context()
+        if (
+            not parent_context.is_valid
+            or parent_context.is_remote
+            or (_get_node() is None and _get_graph() is None)
+        ):
+            return tracer.start_span(
+                name, kind=self.span_kind, attributes=attributes, start_time=start_ns
+            )
+        # The current context without its span: baggage and every other value stay.
+        context = _set_span_in_context(INVALID_SPAN)
+        span = tracer.start_span(
+            name,
+            context=context,
+            kind=self.span_kind,
+            attributes=attributes,
+            links=[Link(parent_context, _LINK_TO_CALLER)],
+            start_time=start_ns,
+        )
+        if parent.is_recording():
+            try:
+                parent.add_link(span.get_span_context(), _LINK_TO_GRAPH)
+            except Exception as exc:  # an SDK before Span.add_link (1.23): one link only
+                _report(Stage.OBSERVE_BEGIN, exc)
+        return span
+
     def resume(self, call: _Call) -> None:
         """Make the call's span, node, graph and model current; :meth:`pause` undoes it.
 
@@ -356,6 +400,15 @@ class _Observer(CallLifecycle):
             _set_model(model) if model is not None else None,
         )
         call.items += 1
+
+    def pause_item(self, call: _Call, item: Any) -> None:
+        """A stream of an LLM node produced ``item``: read it for usage, then :meth:`pause`."""
+        if self.sees_items:
+            try:
+                call.acc.add(item)
+            except Exception as exc:  # pragma: no cover - the accumulator reports its own
+                _report(Stage.OBSERVE_FINISH, exc)
+        self.pause(call)
 
     def pause(self, call: _Call) -> None:
         """Restore what :meth:`resume` made current: the one context reset, also of every end.
@@ -383,11 +436,14 @@ class _Observer(CallLifecycle):
             if self.is_stream:
                 if span.is_recording():
                     span.set_attributes(_stream_attributes(call))
+                if self.sees_items:
+                    self._stream_end(call, end_ns)
             else:
                 if self.capture_output and span.is_recording():
-                    span.set_attribute("tinyllm.output", _captured(result))
-                if type(result) not in PLAIN_RESULT_TYPES:
-                    record_usage_of(span, self.model, call.graph, result)
+                    span.set_attributes(self.genai.output_attributes(result))
+                reader = self.result_reader
+                if reader is not None and (self.reads_plain or type(result) not in _PLAIN):
+                    reader(span, call.graph, (end_ns - call.start_ns) / 1e9, result)
             severity = _SETTINGS.completed_severity
             # A DEBUG completed event (the default) follows the answer start() had for DEBUG.
             if call.wants_debug if severity is _DEBUG else get_event_emitter().wants(severity):
@@ -405,6 +461,8 @@ class _Observer(CallLifecycle):
                 attrs = _stream_attributes(call)
                 attrs["tinyllm.generator.closed_early"] = True
                 span.set_attributes(attrs)
+            if self.sees_items:
+                self._stream_end(call, end_ns)
             severity = _SETTINGS.completed_severity
             if get_event_emitter().wants(severity):
                 self._emit(call, "completed", severity, (end_ns - call.start_ns) / 1e6, None)
@@ -438,8 +496,11 @@ class _Observer(CallLifecycle):
         try:
             span = call.span
             recording = span.is_recording()
-            if self.is_stream and recording:
-                span.set_attributes(_stream_attributes(call))
+            if self.is_stream:
+                if recording:
+                    span.set_attributes(_stream_attributes(call))
+                if self.sees_items:
+                    self._stream_end(call, end_ns)
             if isinstance(exc, Exception):
                 if recording:
                     record_error(span, exc)
@@ -457,10 +518,26 @@ class _Observer(CallLifecycle):
             elif isinstance(exc, asyncio.CancelledError):
                 span.set_attribute("tinyllm.cancelled", True)
                 span.add_event("cancelled")
+            elif isinstance(exc, SystemExit) and (exc.code is None or exc.code == 0):
+                pass  # sys.exit(0) inside a node: the program ends as it meant to, normally
             else:  # SystemExit, KeyboardInterrupt, GeneratorExit: an exit, not a failure
                 span.set_attribute("tinyllm.interrupted", type(exc).__name__)
         except Exception as kit_exc:
             _report(Stage.OBSERVE_FAIL, kit_exc)
+
+    def _stream_end(self, call: _Call, end_ns: int) -> None:
+        """What an LLM node's stream said, when it ended however it ended. Never raises."""
+        try:
+            first = call.first_item_ns
+            self.genai.on_stream_end(
+                call.span,
+                call.graph,
+                (end_ns - call.start_ns) / 1e9,
+                (first - call.start_ns) / 1e9 if first else None,
+                call.acc,
+            )
+        except Exception as exc:
+            _report(Stage.OBSERVE_FINISH, exc)
 
     def _end(self, call: _Call, end_ns: int) -> None:
         """End the span, count the call, restore the context: the last step of every ending."""
@@ -498,44 +575,12 @@ class _Observer(CallLifecycle):
             self.event_prefix + what, _EXECUTION, severity, f"{self.span_name} {what}", data=data
         )
 
-    def _captured_input(self, args: tuple, kwargs: dict) -> str:
-        """The call's arguments by parameter name, without a method's receiver, as JSON."""
-        data: Any = {"args": list(args), "kwargs": kwargs}
-        sig = self.signature
-        if sig is not None:
-            try:
-                data = dict(sig.bind_partial(*args, **kwargs).arguments)
-                if self.receiver is not None:
-                    data.pop(self.receiver, None)
-            except TypeError:
-                pass
-        return _captured(data)
 
-
-def _signature_of(func: Any) -> tuple[inspect.Signature | None, str | None]:
-    """The signature arguments are bound to, and the name of the receiver to leave out, if any.
-
-    The wrapper of a method receives ``self`` (or ``cls``) among the arguments, as the function
-    does. A function defined in a class body whose first parameter has a receiver's name is a
-    method; so is whatever sits in a classmethod. A staticmethod or a callable object has none.
-    """
-    target = getattr(func, "__func__", func)
-    try:
-        signature = inspect.signature(target)
-    except (TypeError, ValueError):
-        return None, None
-    params = list(signature.parameters)
-    if not params or not inspect.isfunction(target) or isinstance(func, staticmethod):
-        return signature, None
-    owner = target.__qualname__.rpartition(".")[0]
-    in_class_body = bool(owner) and not owner.endswith("<locals>")
-    if isinstance(func, classmethod) or (in_class_body and params[0] in _RECEIVER_NAMES):
-        return signature, params[0]
-    return signature, None
-
-
-def _captured(value: Any) -> str:
-    return json_attribute(value, _SETTINGS.capture_bytes)
+#: Result types no model answer has: a node of no declared kind reads nothing else.
+_PLAIN = PLAIN_RESULT_TYPES
+#: Attributes of the links between a graph's own trace and the call it was made in.
+_LINK_TO_CALLER = {"tinyllm.link": "called_by"}
+_LINK_TO_GRAPH = {"tinyllm.link": "graph_call"}
 
 
 def _stream_attributes(call: _Call) -> dict[str, Any]:
@@ -601,7 +646,7 @@ NODE, GRAPH, GRAPH_OR_NODE = "node", "graph", "graph_or_node"
 class _Dispatch(CallLifecycle):
     """Picks the observer of each call: ``outermost`` when no graph is current, else ``inner``."""
 
-    __slots__ = ("outermost", "inner", "is_active")
+    __slots__ = ("outermost", "inner", "is_active", "sees_items")
 
     def __init__(
         self, outermost: _Observer, inner: _Observer, is_active: Callable[[], bool] | None
@@ -609,6 +654,7 @@ class _Dispatch(CallLifecycle):
         self.outermost = outermost
         self.inner = inner
         self.is_active = is_active
+        self.sees_items = outermost.sees_items or inner.sees_items
 
     def start(self, args: tuple, kwargs: dict) -> _Call | None:
         try:
@@ -634,6 +680,9 @@ class _Dispatch(CallLifecycle):
 
     def pause(self, call: _Call) -> None:
         call.observer.pause(call)
+
+    def pause_item(self, call: _Call, item: Any) -> None:
+        call.observer.pause_item(call, item)
 
 
 # --------------------------------------------------------------------------------------------
@@ -687,6 +736,9 @@ def observe(
     capture_input: bool = False,
     capture_output: bool = False,
     model: str | None = None,
+    kind: str | None = None,
+    provider: str | None = None,
+    new_trace: bool = False,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
 
@@ -701,6 +753,9 @@ def observe(
     capture_input: bool = False,
     capture_output: bool = False,
     model: str | None = None,
+    kind: str | None = None,
+    provider: str | None = None,
+    new_trace: bool = False,
 ) -> Any:
     """Observe every call of a graph or node callable: span, metrics, log context and events.
 
@@ -714,17 +769,32 @@ def observe(
         graph: the graph name. Alone, it makes the call a graph: nodes called inside it get it as
             their ``graph`` label and their spans become its children. With ``node``, the node is
             pinned to that graph.
-        name: the span name (default: the node or graph name).
+        name: the span name (default: the node or graph name; see also
+            ``configure_observe(span_names="spec")``).
         attributes: extra span attributes, redacted like every other attribute.
-        capture_input: record the arguments as the JSON attribute ``tinyllm.input``.
-        capture_output: record the result as the JSON attribute ``tinyllm.output``.
-        model: the model a node calls; labels the token metrics.
+        capture_input: record the arguments by parameter name as ``input.value`` (with
+            ``input.mime_type``), bounded then redacted; for an ``llm`` node called with a
+            ``messages`` argument, also ``llm.input_messages.*``.
+        capture_output: record the result as ``output.value`` / ``output.mime_type``; for an
+            ``llm`` node also the reply as ``llm.output_messages.0.*``; for a retriever, the
+            documents' contents and metadata (their ids, scores and count are always written).
+        model: the model a node calls: labels the request, token and cost metrics, and makes
+            the node an ``llm`` one unless ``kind`` says otherwise.
+        kind: what step this is, for LLM back-ends: ``llm``, ``embedding``, ``retriever``,
+            ``reranker``, ``tool``, ``agent``, ``chain``, ``guardrail`` or ``evaluator``.
+            Default: ``llm`` for a node with ``model=``, else ``chain``. See docs/genai.md.
+        provider: the model's provider (``"openai"``, ``"anthropic"``...); by default the
+            SDK package the result (or a streamed item) comes from, when it is one.
+        new_trace: for a graph: a call made inside another observed call (a wrapped
+            ``main()``, a loop) is the root of a trace of its own, linked to the enclosing
+            span, instead of its child.
 
     Returns:
         The wrapped callable with the same signature, or a decorator when called with options.
 
     Raises:
-        ValueError: an option of the wrong type, at decoration time.
+        ValueError: an option of the wrong type or value (an unknown ``kind`` names the
+            allowed ones), at decoration time.
         TypeError: ``func`` is not callable.
 
     Example:
@@ -743,6 +813,9 @@ def observe(
         capture_input=capture_input,
         capture_output=capture_output,
         model=model,
+        kind=kind,
+        provider=provider,
+        new_trace=new_trace,
     )
     if func is None:
         return lambda f: _decorate(f, options)
@@ -760,8 +833,8 @@ def _decorate(func: Any, options: dict[str, Any]) -> Any:
     _check_callable(func)
     if is_observed(func):
         return func
-    kind = kind_of(func)
-    return _wrap(func, _Observer(func, kind, **options), _config.STATE, kind)
+    call_kind = kind_of(func)
+    return _wrap(func, _Observer(func, call_kind, **options), _config.STATE, call_kind)
 
 
 def observe_as(
@@ -770,6 +843,9 @@ def observe_as(
     *,
     graph: str | None = None,
     is_active: Callable[[], bool] | None = None,
+    model: str | None = None,
+    kind: str | None = None,
+    new_trace: bool = False,
 ) -> Any:
     """Observe ``func`` in a role chosen when decorating, or per call (for ``instrument()``).
 
@@ -781,12 +857,16 @@ def observe_as(
         graph: the graph name for ``GRAPH`` and ``GRAPH_OR_NODE``; default the qualname.
         is_active: asked per call (after the kit's own switch); a call made while it answers
             False runs unobserved. ``uninstrument`` uses it for references taken while patched.
+        model: as ``@observe(model=...)``: the model the callable calls (``run --model``).
+        kind: as ``@observe(kind=...)``, for the node role (a graph is a ``chain``).
+        new_trace: as ``@observe(new_trace=True)``, for the graph role: each graph call made
+            inside another observed call is the root of a trace of its own, linked to it.
 
     Returns:
         The observed callable, as :func:`observe` returns it.
 
     Raises:
-        ValueError: an unknown role.
+        ValueError: an unknown role, kind, or a model that is not a non-empty string.
         TypeError: ``func`` is not callable.
 
     Example:
@@ -795,17 +875,19 @@ def observe_as(
     _check_callable(func)
     if role not in (NODE, GRAPH, GRAPH_OR_NODE):
         raise ValueError(f"role={role!r}: use NODE, GRAPH or GRAPH_OR_NODE")
-    kind = kind_of(func)
+    call_kind = kind_of(func)
     graph_name = graph or _code_location(func)[0]
     no_options: dict[str, Any] = dict(
-        name=None, attributes=None, capture_input=False, capture_output=False, model=None
+        name=None, attributes=None, capture_input=False, capture_output=False, model=model
     )
-    as_node = _Observer(func, kind, node=None, graph=None, **no_options)
-    as_graph = _Observer(func, kind, node=None, graph=graph_name, **no_options)
+    as_node = _Observer(func, call_kind, node=None, graph=None, kind=kind, **no_options)
+    as_graph = _Observer(
+        func, call_kind, node=None, graph=graph_name, new_trace=new_trace, **no_options
+    )
     if role == NODE:
         outermost = inner = as_node
     elif role == GRAPH:
         outermost = inner = as_graph
     else:
         outermost, inner = as_graph, as_node
-    return _wrap(func, _Dispatch(outermost, inner, is_active), _config.STATE, kind)
+    return _wrap(func, _Dispatch(outermost, inner, is_active), _config.STATE, call_kind)

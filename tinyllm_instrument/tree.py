@@ -13,9 +13,10 @@ ends, then prints the whole trace at once::
 
 Each line: the span name, indented by depth; the duration; a bar showing when, within the root
 span, the span ran; the status (``ok``, ``error <ExceptionType>``, ``cancelled``,
-``interrupted <ExitType>``, ``closed early``); the tokens and the time to the first item where the
-span has them (the attributes ``@observe`` sets). Colour only when the stream is a terminal and
-``NO_COLOR`` is not set, unless forced either way by the ``colour`` argument.
+``interrupted <ExitType>``, ``closed early``; a ``sys.exit(0)`` is a normal end, ``ok``); the
+tokens, the cost and the time to the first item where the span has them (the attributes
+``@observe`` sets). Colour only when the stream is a terminal and ``NO_COLOR`` is not set, unless
+forced either way by the ``colour`` argument.
 
 A root is a span without a parent in this process: no parent, or a remote one (a trace continued
 from another process prints this process's part). Memory is bounded: at most ``max_traces``
@@ -63,6 +64,7 @@ _SEP = " · "
 # The attributes @observe sets (see observe.py).
 _INPUT_TOKENS = "gen_ai.usage.input_tokens"
 _OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+_COST = "llm.cost.total"
 _TTFI_MS = "tinyllm.time_to_first_item_ms"
 _CANCELLED = "tinyllm.cancelled"
 _INTERRUPTED = "tinyllm.interrupted"
@@ -453,6 +455,9 @@ def _extras(span: ReadableSpan) -> str:
         parts.append(f"in {tokens_in} tok")
     elif tokens_out is not None:
         parts.append(f"out {tokens_out} tok")
+    cost = attributes.get(_COST)
+    if isinstance(cost, (int, float)) and not isinstance(cost, bool):
+        parts.append(f"${cost:.2f}" if cost >= 0.01 else f"${cost:.6f}")
     ttfi = attributes.get(_TTFI_MS)
     if isinstance(ttfi, (int, float)) and not isinstance(ttfi, bool):
         parts.append(f"ttfi {_duration(ttfi * 1e6)}")

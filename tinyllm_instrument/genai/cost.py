@@ -13,7 +13,9 @@ from __future__ import annotations
 import inspect
 import math
 import re
+import time
 from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -32,7 +34,15 @@ __all__ = [
 
 PriceFunction = Callable[[str, "str | None", int, int], Any]
 #: Where a failing price function is counted (``tinyllm_instrumentation_errors_total{stage}``).
-COST_STAGE = Stage.USAGE
+COST_STAGE = Stage.COST
+#: (model, provider) pairs whose genai-prices rates are kept; past this, priced the slow way.
+_MAX_RATES = 1024
+#: Token counts genai-prices is asked to price once per (model, provider), to learn its rates.
+_PROBE = 1_000_000
+_MAX_TOKENS = 2**53 - 1
+#: Seconds the learnt rates of a model with time-dependent prices are used before asking again.
+_CONDITIONAL_TTL = 60.0
+_monotonic = time.monotonic
 # A dated snapshot of a model ("gpt-4o-2024-08-06", "claude-3-5-sonnet-20241022") is priced as
 # the model when the mapping names only the model.
 _DATE_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8})$")
@@ -52,7 +62,7 @@ class Pricer:
     Call `price` per LLM call with what was read from its result; it never raises.
     """
 
-    __slots__ = ("_table", "_function", "_genai_prices", "source")
+    __slots__ = ("_table", "_function", "_genai_prices", "_rates", "_snapshot", "source")
 
     def __init__(
         self,
@@ -65,6 +75,10 @@ class Pricer:
         self._table = table
         self._function = function
         self._genai_prices = genai_prices
+        # (model, provider id) -> that model's per-token rates, None (genai-prices does not
+        # know it) or _SLOW (tiered or time-dependent prices: genai-prices prices each call).
+        self._rates: dict[tuple[str, str | None], _Rates | object | None] = {}
+        self._snapshot: Any = None
         #: ``"mapping"``, ``"callable"`` or ``"genai-prices"``: where prices come from.
         self.source = source
 
@@ -108,6 +122,40 @@ class Pricer:
         return Cost(prompt, completion, prompt + completion)
 
     def _from_genai_prices(self, model: str, provider: str | None, info: LLMResult) -> Cost | None:
+        # genai-prices takes ~70-100 us per call (its price decomposition); the rates of a model
+        # with static, untiered prices are learnt once per (model, provider) and applied here in
+        # about a microsecond. Tiered or time-dependent prices go to genai-prices each call.
+        module = self._genai_prices
+        snapshot = module.data_snapshot.get_snapshot()
+        if snapshot is not self._snapshot:  # genai-prices updated its tables: learn again
+            self._snapshot = snapshot
+            self._rates = {}
+        provider_id = prices_provider_id(provider)
+        key = (model, provider_id)
+        rates = self._rates.get(key, _UNKNOWN)
+        if rates is _UNKNOWN or (
+            isinstance(rates, _Rates) and rates.expires and _monotonic() > rates.expires
+        ):
+            rates = self._learn(model, provider_id)
+            if len(self._rates) < _MAX_RATES or key in self._rates:
+                self._rates[key] = rates
+        if rates is None:
+            return None
+        inp = info.input_tokens or 0
+        cache_read = info.cache_read_tokens or 0
+        cache_write = info.cache_creation_tokens or 0
+        if isinstance(rates, _Rates) and cache_read + cache_write <= inp <= rates.up_to:
+            prompt = (
+                (inp - cache_read - cache_write) * rates.input
+                + cache_read * rates.cache_read
+                + cache_write * rates.cache_write
+            )
+            completion = (info.output_tokens or 0) * rates.output
+            return Cost(prompt, completion, prompt + completion)
+        return self._calc(model, provider_id, info)
+
+    def _calc(self, model: str, provider_id: str | None, info: LLMResult) -> Cost | None:
+        """genai-prices' own calculation of one call (None: it does not know the model)."""
         module = self._genai_prices
         usage = module.Usage(
             input_tokens=info.input_tokens or 0,
@@ -116,12 +164,85 @@ class Pricer:
             cache_write_tokens=info.cache_creation_tokens,
         )
         try:
-            calc = module.calc_price(usage, model, provider_id=prices_provider_id(provider))
+            calc = module.calc_price(usage, model, provider_id=provider_id)
         except LookupError:  # a model (or provider) genai-prices does not know: no cost
             return None
-        prompt = float(calc.input_price)
-        completion = float(calc.output_price)
-        return Cost(prompt, completion, float(calc.total_price))
+        return Cost(float(calc.input_price), float(calc.output_price), float(calc.total_price))
+
+    def _learn(self, model: str, provider_id: str | None) -> _Rates | object | None:
+        """The per-token rates of one model, asked of genai-prices once; None when unknown.
+
+        Its price is linear in each token count (below its first tier, for tiered prices,
+        which start by input tokens), which is checked on a mixed call before it is trusted.
+        Prices that depend on the time (a list of conditional ones: off-peak hours, a new price
+        from a date) are learnt as they stand now and learnt again after ``_CONDITIONAL_TTL``.
+        """
+        module = self._genai_prices
+        try:
+            _provider, found = module.data_snapshot.get_snapshot().find_provider_model(
+                model, None, provider_id, None
+            )
+        except LookupError:
+            return None
+        prices = getattr(found, "prices", None)
+        tiered = getattr(module.types, "TieredPrices", None)
+        expires = 0.0
+        if isinstance(prices, list):
+            prices = found.get_prices(datetime.now(tz=timezone.utc))
+            expires = _monotonic() + _CONDITIONAL_TTL
+        if tiered is None or not isinstance(prices, module.types.ModelPrice):
+            return _SLOW
+        up_to = _MAX_TOKENS
+        for value in vars(prices).values():
+            if isinstance(value, tiered):
+                starts = [tier.start for tier in value.tiers]
+                if starts:
+                    up_to = min(up_to, *starts)
+        n = min(_PROBE, up_to // 8)
+        if n < 1000:
+            return _SLOW
+
+        def price(inp: int, read: int, write: int, out: int) -> Cost:
+            cost = self._calc(model, provider_id, LLMResult(
+                input_tokens=inp, output_tokens=out, cache_read_tokens=read,
+                cache_creation_tokens=write,
+            ))  # fmt: skip
+            if cost is None:
+                raise LookupError(model)
+            return cost
+
+        rates = _Rates(
+            input=(price(n, 0, 0, 0).prompt or 0.0) / n,
+            cache_read=(price(n, n, 0, 0).prompt or 0.0) / n,
+            cache_write=(price(n, 0, n, 0).prompt or 0.0) / n,
+            output=(price(0, 0, 0, n).completion or 0.0) / n,
+            up_to=up_to,
+            expires=expires,
+        )
+        check = price(7 * n, 2 * n, n, 3 * n)
+        expected = (4 * rates.input + 2 * rates.cache_read + rates.cache_write) * n
+        if not (
+            math.isclose(check.prompt or 0.0, expected, rel_tol=1e-9, abs_tol=1e-12)
+            and math.isclose(check.completion or 0.0, 3 * n * rates.output, rel_tol=1e-9)
+        ):
+            return _SLOW
+        return rates
+
+
+class _Rates(NamedTuple):
+    """USD per token of one model, as genai-prices counts: ``input`` for uncached input tokens."""
+
+    input: float
+    cache_read: float
+    cache_write: float
+    output: float
+    up_to: int  # input tokens up to which the rates hold (the first tier's start)
+    expires: float  # time.monotonic() after which they are learnt again; 0.0: never
+
+
+#: A model whose every call genai-prices prices itself (its prices could not be learnt).
+_SLOW = object()
+_UNKNOWN = object()
 
 
 def _checked(value: Any) -> Cost | None:

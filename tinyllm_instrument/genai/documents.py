@@ -91,6 +91,7 @@ def document_attributes(
     max_documents: int = DEFAULT_MAX_DOCUMENTS,
     content_bytes: int = DEFAULT_PAYLOAD_BYTES,
     metadata_bytes: int = DEFAULT_METADATA_BYTES,
+    include_content: bool = True,
 ) -> dict[str, Any] | None:
     """The document attributes of a retriever's result, or None when it is not documents.
 
@@ -100,6 +101,8 @@ def document_attributes(
         max_documents: write at most this many documents (the count says how many there were).
         content_bytes: byte budget of each document's content (cut before it is redacted).
         metadata_bytes: byte budget of each document's metadata JSON.
+        include_content: write each document's content and metadata (what it says); without,
+            only its id and score (which documents were found, and how well) and the count.
 
     Returns:
         ``{prefix}.{i}.document.content`` / ``.id`` / ``.score`` / ``.metadata`` for the first
@@ -132,16 +135,23 @@ def document_attributes(
     attrs: dict[str, Any] = {c.TINYLLM_RETRIEVAL_DOCUMENTS: total}
     for index, item in enumerate(head):
         try:
-            attrs.update(_one(index, item, prefix, content_bytes, metadata_bytes))
+            attrs.update(_one(index, item, prefix, content_bytes, metadata_bytes, include_content))
         except Exception as exc:  # the app's odd document: leave it out, counted
             report_internal_error(Stage.CAPTURE, exc)
     return attrs
 
 
 def _one(
-    index: int, item: Any, prefix: str, content_bytes: int, metadata_bytes: int
+    index: int,
+    item: Any,
+    prefix: str,
+    content_bytes: int,
+    metadata_bytes: int,
+    include_content: bool,
 ) -> dict[str, Any]:
     content, doc_id, score, metadata = _parts(item)
+    if not include_content:
+        content = metadata = None
     attrs: dict[str, Any] = {}
     if isinstance(content, str):
         attrs[c.document_key(index, "content", prefix)] = bounded_text(content, content_bytes)

@@ -42,6 +42,8 @@ _MIN_BUDGET = 64
 _MIN_TEXT = 16  # below this, a text is replaced by the marker alone
 _CLOSING_ROOM = 32
 _MAX_DEPTH = 32
+_SHORT = 64  # characters of a string walked first in a mapping
+_WALKS = 3  # walks of a value over budget before it becomes a JSON string of its head
 _DEPTH_MARKER = "...[too deep]"
 
 _repr = reprlib.Repr()
@@ -152,7 +154,10 @@ class _Walk:
         return self.obj(value, depth)
 
     def mapping(self, value: Mapping[Any, Any], depth: int) -> Any:
+        # Short values first, long ones (texts, containers) with what budget is left: an LLM
+        # call's settings survive its long messages. The keys keep their order.
         out: dict[Any, Any] = {}
+        deferred: list[tuple[Any, Any]] = []
         try:
             items = iter(value.items())
             for key, item in items:
@@ -163,11 +168,22 @@ class _Walk:
                 if self.policy.is_sensitive_key(key):
                     out[self.key(key)] = REDACTED
                     self.left -= len(REDACTED)
-                else:
+                elif _is_short(item):
                     out[self.key(key)] = self.value(item, depth)
+                else:
+                    name = self.key(key)
+                    out[name] = None  # its place, filled below
+                    deferred.append((name, item))
         except Exception:  # a mapping whose iteration fails: keep what was read
             self.truncated = True
             out[TRUNCATION_MARKER] = TRUNCATION_MARKER
+        for name, item in deferred:
+            if self.left <= _CLOSING_ROOM:
+                self.truncated = True
+                out[name] = TRUNCATION_MARKER
+                self.left -= len(TRUNCATION_MARKER)
+            else:
+                out[name] = self.value(item, depth)
         return out
 
     def key(self, key: Any) -> Any:
@@ -215,15 +231,34 @@ class _Walk:
         return self.text(_object_text(value))
 
 
-def _object_text(value: Any) -> str:
-    """``str()`` of a user object that is safe to scan: a bounded repr when str() is the default."""
+class UnprintableValue(Exception):
+    """Counted when a captured object's ``str()`` (or repr) raised: it shows as unprintable."""
+
+
+def _is_short(value: Any) -> bool:
+    """A value that costs a few bytes whatever happens: walked before the long ones."""
     cls = type(value)
+    return value is None or cls in (bool, int, float) or (cls is str and len(value) <= _SHORT)
+
+
+def _object_text(value: Any) -> str:
+    """``str()`` of a user object that is safe to scan: a bounded repr when str() is the default.
+
+    An object that cannot be printed becomes ``<unprintable T>``, counted (stage ``capture``)
+    so that what is lost is visible.
+    """
+    cls = type(value)
+    unprintable = f"<unprintable {cls.__name__}>"
     if cls.__str__ is object.__str__:
         try:
             return _repr.repr(value)
         except Exception:
-            return f"<unprintable {cls.__name__}>"
-    return safe_str(value)
+            text = unprintable
+    else:
+        text = safe_str(value)
+    if text == unprintable:
+        report_internal_error(Stage.CAPTURE, UnprintableValue(f"str() of a {cls.__name__} raised"))
+    return text
 
 
 def to_json_safe(value: Any, budget: int = DEFAULT_PAYLOAD_BYTES) -> Any:
@@ -261,14 +296,28 @@ def serialize_payload(value: Any, budget: int = DEFAULT_PAYLOAD_BYTES) -> tuple[
     if isinstance(value, str):
         return bounded_text(value, budget), c.MIME_TEXT
     policy = get_redaction_policy()
-    try:
-        safe = _Walk(budget, policy).value(value, 0)
-        text = json.dumps(safe, ensure_ascii=False, allow_nan=False, default=_last_resort)
-    except Exception as exc:  # pragma: no cover - the walk leaves nothing json cannot take
-        report_internal_error(Stage.CAPTURE, exc)
-        text = json.dumps(_bounded_text(_object_text(value), budget, policy), ensure_ascii=False)
-    if len(text) * 4 <= budget or len(text.encode("utf-8")) <= budget:
-        return text, c.MIME_JSON
+    # The walk's budget is an estimate (escapes, the markers of cut containers): when its JSON
+    # comes out over the budget, walk again with less, so the value keeps its shape; a walk
+    # costs what its budget allows, not what the value holds.
+    walk_budget = budget
+    for _attempt in range(_WALKS):
+        try:
+            safe = _Walk(walk_budget, policy).value(value, 0)
+            text = json.dumps(safe, ensure_ascii=False, allow_nan=False, default=_last_resort)
+        except Exception as exc:  # pragma: no cover - the walk leaves nothing json cannot take
+            report_internal_error(Stage.CAPTURE, exc)
+            text = json.dumps(
+                _bounded_text(_object_text(value), budget, policy), ensure_ascii=False
+            )
+            break
+        if len(text) * 4 <= budget:
+            return text, c.MIME_JSON
+        size = len(text.encode("utf-8"))
+        if size <= budget:
+            return text, c.MIME_JSON
+        walk_budget -= size - budget + _CLOSING_ROOM
+        if walk_budget < _MIN_BUDGET:
+            break
     return json_string_within(text, budget), c.MIME_JSON
 
 

@@ -18,6 +18,7 @@ from . import conventions as c
 from .providers import provider_attributes, provider_of_type
 
 __all__ = [
+    "PLAIN_RESULT_TYPES",
     "LLMResult",
     "UsageCounts",
     "get_field",
@@ -32,10 +33,11 @@ _MAX_TEXT = 256  # model names and response ids longer than this are cut
 _MAX_FINISH_REASONS = 32
 _MAX_TYPES = 1024  # per-type caches stop growing here (types made on the fly)
 
-# Results of these types cannot carry usage: one set lookup and out.
-_PLAIN: frozenset[type] = frozenset(
+#: Results of these types cannot carry usage: one set lookup and out.
+PLAIN_RESULT_TYPES: frozenset[type] = frozenset(
     {type(None), bool, int, float, complex, str, bytes, bytearray, list, tuple, set, frozenset}
 )
+_PLAIN = PLAIN_RESULT_TYPES
 
 
 class LLMResult(NamedTuple):

@@ -134,6 +134,7 @@ class MetricsCollector:
     ``tinyllm_active_requests{model,graph}``                        ``active_requests``
     ``tinyllm_tokens_input_total{model,graph}``                     ``tokens_input``
     ``tinyllm_tokens_output_total{model,graph}``                    ``tokens_output``
+    ``tinyllm_cost_usd_total{model,graph}``                         ``cost_usd``
     ``tinyllm_errors_total{error_type,model,graph}``                ``errors_total``
     ``tinyllm_node_errors_total{node,graph,error_type}``            ``node_errors``
     ``tinyllm_node_execution_duration_seconds{node,graph}``         ``node_execution_duration``
@@ -197,6 +198,11 @@ class MetricsCollector:
         )  # fmt: skip
         self.tokens_output: GuardedMetric[Counter] = g(
             Counter, "tinyllm_tokens_output_total", "Total output tokens generated.",
+            (L.MODEL, L.GRAPH),
+        )  # fmt: skip
+        self.cost_usd: GuardedMetric[Counter] = g(
+            Counter, "tinyllm_cost_usd_total",
+            "USD spent on priced LLM calls (configure_observe(prices=...) or genai-prices).",
             (L.MODEL, L.GRAPH),
         )  # fmt: skip
         self.errors_total: GuardedMetric[Counter] = g(
@@ -370,6 +376,24 @@ class MetricsCollector:
         _check_amount("output_tokens", output_tokens)
         self.tokens_input.labels(model, graph).inc(input_tokens)
         self.tokens_output.labels(model, graph).inc(output_tokens)
+
+    def record_cost(self, usd: float, model: object, graph: object) -> None:
+        """Add the USD cost of LLM calls to ``tinyllm_cost_usd_total``.
+
+        Args:
+            usd: the cost in US dollars, >= 0.
+            model: model name.
+            graph: graph name.
+
+        Raises:
+            ValueError: ``usd`` is negative or NaN (nothing is recorded then).
+            TypeError: it is not a number.
+
+        Example:
+            >>> MetricsCollector().record_cost(0.0125, model="gpt-x", graph="qa")
+        """
+        _check_amount("usd", usd)
+        self.cost_usd.labels(model, graph).inc(usd)
 
     def increment_error_count(self, error_type: object, model: object, graph: object) -> None:
         """Count one error in ``tinyllm_errors_total``.

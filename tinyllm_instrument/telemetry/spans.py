@@ -31,7 +31,6 @@ __all__ = [
     "format_stacktrace",
     "get_current_span_id",
     "get_current_trace_id",
-    "json_attribute",
     "prepare_attributes",
     "record_error",
     "record_span_event",
@@ -46,7 +45,6 @@ __all__ = [
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
-_TRUNCATION_MARKER = "...[truncated]"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -178,31 +176,6 @@ def prepare_attributes(attributes: Mapping[Any, Any] | None) -> dict[str, Any] |
     except Exception as exc:  # a hostile Mapping: the user's call goes on without attributes
         report_internal_error(Stage.SPAN_ATTRIBUTE, exc)
         return None
-
-
-def json_attribute(value: Any, budget: int | None = None) -> str:
-    """One value as a JSON attribute (captured input or output): redacted, serialised, capped.
-
-    The result is always valid JSON. An object JSON cannot encode becomes its redacted ``str()``;
-    a value JSON cannot walk at all (tuple keys, ...) becomes the redacted ``str()`` of its
-    redacted copy, so a secret under a sensitive key is gone before anything is printed. Past
-    ``budget`` bytes the result is a JSON string holding the head of the text and a marker.
-    Never raises.
-
-    Example:
-        >>> json.loads(json_attribute({"password": "hunter2", "top_k": 3}))
-        {'password': '[REDACTED]', 'top_k': 3}
-    """
-    try:
-        redacted = get_redaction_policy().redact(value)
-    except Exception as exc:
-        report_internal_error(Stage.REDACTION, exc)
-        return json.dumps(REDACTED)
-    text = _dumps(redacted)
-    if budget is None or len(text) <= budget // 4 or len(text.encode("utf-8")) <= budget:
-        return text
-    head = text.encode("utf-8")[: max(0, budget - 64)].decode("utf-8", "ignore")
-    return json.dumps(head + _TRUNCATION_MARKER, ensure_ascii=False)
 
 
 def _dumps(redacted: Any) -> str:
