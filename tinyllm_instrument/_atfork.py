@@ -27,7 +27,7 @@ def call_in_forked_children(method: Callable[[], object]) -> None:
     """
     if not hasattr(os, "register_at_fork"):
         return
-    weak = weakref.WeakMethod(method)  # type: ignore[arg-type]
+    weak = weakref.WeakMethod(method)
 
     def after_in_child() -> None:
         bound = weak()
