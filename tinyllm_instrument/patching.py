@@ -299,7 +299,11 @@ def _make_wrapper(
         # After uninstrument, references taken while patched become plain pass-throughs.
         return patch.active
 
-    wrapper = observe_as(target, role, graph=qualname, is_active=active, model=model)
+    # A named graph called inside a wrapped main() or loop is still one trace per call, linked
+    # to the enclosing span (issue 17 point 3); the first-on-the-stack role is a root anyway.
+    wrapper = observe_as(
+        target, role, graph=qualname, is_active=active, model=model, new_trace=role == GRAPH
+    )
     inner = _unwrapped(wrapper)
     _INSTALLED[id(inner)] = inner
     return wrapper

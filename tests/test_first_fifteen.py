@@ -1,0 +1,130 @@
+"""Issue 17, the first fifteen minutes: what a new user runs first does what the pages say.
+
+A user's own app (tests/apps/first_app.py: router, retriever, model call with usage, streaming
+generator, tool, an occasional failure, a main() that calls the graph three times) under
+``tinyllm-instrument run`` with no flag prints three trees; with ``--graph`` and a wrapped
+``main()``, each graph call is still a trace of its own, linked to main's span.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from otlp_receivers import GrpcTraceReceiver
+
+CLI = str(Path(sys.executable).parent / "tinyllm-instrument")
+APPS = Path(__file__).parent / "apps"
+
+
+def _env() -> dict[str, str]:
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TINYLLM_INSTRUMENT_", "OTEL_"))
+        and k not in ("TRACEPARENT", "BAGGAGE", "PYTHONPATH", "NO_COLOR")
+    }
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, "run", *args], capture_output=True, text=True, cwd=APPS, env=_env(), timeout=60
+    )
+
+
+@pytest.fixture
+def receiver():
+    with GrpcTraceReceiver() as rec:
+        yield rec
+
+
+# A tree as `run` prints it: the header, then one line per span; durations and bars are free.
+_ROW = (
+    r"(?P<indent>(?:│  |   )*(?:├─ |└─ )?)(?P<name>\S+) +[\d.]+ (?:µs|ms|s) +[█·]{20}  (?P<rest>.*)"
+)
+
+
+def _trees(stderr: str) -> list[list[tuple[str, str]]]:
+    """Each tree as (indented name, outcome and figures) rows."""
+    trees: list[list[tuple[str, str]]] = []
+    for line in stderr.splitlines():
+        if re.fullmatch(r"trace [0-9a-f]{8} · first_app", line):
+            trees.append([])
+            continue
+        match = re.fullmatch(_ROW, line)
+        if match and trees:
+            rest = re.sub(r" {2,}", "  ", match["rest"])
+            trees[-1].append((match["indent"] + match["name"], rest))
+    return trees
+
+
+_CALLS = [
+    [
+        ("ask", "ok"),
+        ("├─ search_docs", "ok"),
+        ("├─ classify", "ok"),
+        ("├─ chat_completion", "ok  in 33 / out 9 tok, $0.000173"),
+        ("└─ stream_reply", "ok  ttfi <t>"),
+    ],
+    [
+        ("ask", "ok"),
+        ("├─ search_docs", "ok"),
+        ("├─ classify", "ok"),
+        ("├─ check_weather", "error WeatherServiceDown"),
+        ("├─ chat_completion", "ok  in 31 / out 9 tok, $0.000168"),
+        ("└─ stream_reply", "ok  ttfi <t>"),
+    ],
+    [
+        ("ask", "ok"),
+        ("├─ search_docs", "ok"),
+        ("├─ classify", "ok"),
+        ("├─ check_weather", "ok"),
+        ("├─ chat_completion", "ok  in 31 / out 9 tok, $0.000168"),
+        ("└─ stream_reply", "ok  ttfi <t>"),
+    ],
+]
+
+
+def _free_ttfi(tree: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(name, re.sub(r"ttfi [\d.]+ (?:µs|ms|s)", "ttfi <t>", rest)) for name, rest in tree]
+
+
+def test_a_new_users_app_with_no_flag_prints_one_tree_per_graph_call():
+    result = run_cli("first_app.py")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "Q: what is the refund policy? -> Refunds are accepted within 30 days.",
+        "Q: weather in Paris? -> Weather data is unavailable right now.",
+        "Q: weather in Oslo? -> Oslo: 3 C and snowing.",
+    ]
+    assert [_free_ttfi(t) for t in _trees(result.stderr)] == _CALLS
+    assert not any(line.startswith("tinyllm-instrument: ") for line in result.stderr.splitlines())
+
+
+def test_with_graph_named_each_call_is_its_own_trace_even_under_a_wrapped_main(receiver):
+    result = run_cli(
+        "--instrument",
+        "first_app:*",
+        "--graph",
+        "ask",
+        "--otlp-endpoint",
+        receiver.endpoint,
+        "first_app.py",
+    )
+    assert result.returncode == 0, result.stderr
+    spans = receiver.wait_for(1 + 3 + 4 + 5 + 5)
+    [main] = [s for s in spans if s.name == "main"]
+    asks = [s for s in spans if s.name == "ask"]
+    assert len(asks) == 3
+    assert main.parent_span_id is None
+    assert len({main.trace_id, *(a.trace_id for a in asks)}) == 4  # four traces
+    for ask in asks:
+        assert ask.parent_span_id is None  # a root, not main's child
+        assert ask.links == [(main.trace_id, main.span_id)]
+        nodes = [s for s in spans if s.trace_id == ask.trace_id and s is not ask]
+        assert nodes and all(s.parent_span_id == ask.span_id for s in nodes)
+    assert sorted(main.links) == sorted((a.trace_id, a.span_id) for a in asks)
