@@ -128,3 +128,61 @@ def test_with_graph_named_each_call_is_its_own_trace_even_under_a_wrapped_main(r
         nodes = [s for s in spans if s.trace_id == ask.trace_id and s is not ask]
         assert nodes and all(s.parent_span_id == ask.span_id for s in nodes)
     assert sorted(main.links) == sorted((a.trace_id, a.span_id) for a in asks)
+
+
+# --- point 15: installing the kit says nothing deprecated --------------------------------------
+
+
+def _metadata_warnings(project: Path, setuptools_dir: Path) -> list[str]:
+    """What setuptools prints while it reads ``project``'s pyproject.toml for an install."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "always",
+            "-c",
+            "import tempfile; from setuptools import build_meta; "
+            "build_meta.prepare_metadata_for_build_editable(tempfile.mkdtemp())",
+        ],
+        cwd=project,
+        env={**_env(), "PYTHONPATH": str(setuptools_dir)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return [line for line in out.stderr.splitlines() if "Warning" in line]
+
+
+@pytest.fixture(scope="module")
+def new_setuptools(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The setuptools pyproject.toml asks for (>=77, which reads SPDX license strings), as pip's
+    build isolation installs it; the test venv may hold an older one."""
+    target = tmp_path_factory.mktemp("setuptools")
+    got = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target)]
+        + ["setuptools>=77"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if got.returncode != 0:
+        reason = got.stderr.strip().splitlines()[-1:] or ["no output"]
+        pytest.skip(f"no setuptools>=77 from PyPI (what pip builds with): {reason[0]}")
+    return target
+
+
+@pytest.mark.slow
+def test_installing_the_kit_prints_no_setuptools_deprecation(tmp_path, new_setuptools):
+    root = Path(__file__).resolve().parents[1]
+    for name in ("pyproject.toml", "README.md"):
+        (tmp_path / name).write_text((root / name).read_text())
+    (tmp_path / "tinyllm_instrument").mkdir()
+    (tmp_path / "tinyllm_instrument" / "__init__.py").write_text("")
+    assert _metadata_warnings(tmp_path, new_setuptools) == []
+    # The same check sees the table form setuptools deprecates (the ~50 lines of issue 17)
+    text = (tmp_path / "pyproject.toml").read_text()
+    old = text.replace('license = "Apache-2.0"', 'license = {text = "Apache-2.0"}')
+    assert old != text
+    (tmp_path / "pyproject.toml").write_text(old)
+    assert any("project.license" in w for w in _metadata_warnings(tmp_path, new_setuptools))
