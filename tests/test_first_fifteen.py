@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -186,3 +187,68 @@ def test_installing_the_kit_prints_no_setuptools_deprecation(tmp_path, new_setup
     assert old != text
     (tmp_path / "pyproject.toml").write_text(old)
     assert any("project.license" in w for w in _metadata_warnings(tmp_path, new_setuptools))
+
+
+# --- messages matched exactly (points 5, 6, 8), where other tests match a part ---------------
+
+
+def test_a_bad_endpoint_in_code_names_the_field_and_under_run_the_flag():
+    from tinyllm_instrument.telemetry import TelemetryConfig
+
+    with pytest.raises(ValueError) as info:
+        TelemetryConfig(otlp_endpoint="notaurl")
+    assert str(info.value) == (
+        "TelemetryConfig.otlp_endpoint='notaurl' is not a valid OTLP endpoint; allowed: a base "
+        "URL such as 'http://localhost:4317' (grpc) or 'http://localhost:4318' (http/protobuf)"
+    )
+    result = run_cli("--otlp-endpoint", "notaurl", "first_app.py")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines() == [
+        "Error: --otlp-endpoint notaurl: must be a collector's base URL such as "
+        "http://localhost:4317 (grpc) or http://localhost:4318 (http/protobuf)"
+    ]
+
+
+def test_a_metrics_port_in_use_under_the_metrics_command_names_port_and_exits_2():
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = subprocess.run(
+            [CLI, "metrics", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=60,
+        )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"Error: cannot serve metrics on 127.0.0.1:{port}: the port is in use; pass another "
+        f"(--port {port + 1}, or --port 0 for any free one) or stop the process that holds it"
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_a_collector_down_at_the_end_of_a_run_is_one_exact_line(protocol):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{s.getsockname()[1]}"
+    result = run_cli("--otlp-endpoint", endpoint, "--otlp-protocol", protocol, "first_app.py")
+    assert result.returncode == 0, result.stderr
+    lines = [
+        line
+        for line in result.stderr.splitlines()
+        if line != "node.execution.failed: check_weather failed"  # the app's failing tool
+    ]
+    check = f"tinyllm-instrument health --otlp-endpoint {endpoint}"
+    if protocol != "grpc":
+        check += " --otlp-protocol http/protobuf"
+    # 17 spans: main is not wrapped; the exporter's own words (gRPC's or urllib3's) are free
+    assert len(lines) == 1, result.stderr
+    assert re.fullmatch(
+        r"tinyllm_instrument: 17 span\(s\) dropped \(shutdown=17; export did not finish within "
+        r"5\.0s\): span export failed: [^\n]+; counted in tinyllm_spans_dropped_total\{reason\}; "
+        rf"check the collector with: {re.escape(check)}",
+        lines[0],
+    ), lines[0]
