@@ -70,6 +70,7 @@ def test_demo_runs_the_example_graph_and_says_where_to_look(tmp_path):
     assert any(s["status"]["status_code"] == "ERROR" for s in spans)
     assert any(entry.get("event_type") == "node.execution.failed" for entry in logs)
     assert all("timestamp" in entry and "level" in entry for entry in logs)
+    assert {entry["app"] for entry in logs} == {"tinyllm-demo"}  # the trees' service name
     # Part 2: the un-decorated app under `tinyllm-instrument run`, its default targets: run()
     # is the entry point, so each answer() is a trace of its own.
     assert "exit code 0" in out and "plain_app:answer" in out and "removed plain_app:run" in out
