@@ -222,10 +222,9 @@ def _new_wrapper(raw: Any, qualname: str, label: str, patch: _Patch) -> _Patched
     model = _model_for(label)
     if model is not None:
         _STATE.label_models[label] = model
-    # MODEL CALL SITE: `model` is the name --model / instrument(models=) gives this callable. It
-    # reaches the span and the request and token metrics once observe_as(..., model=) exists:
-    # pass it on to _make_wrapper there. Until then it is in the plan only (get_model_plan).
-    return _make_wrapper(raw, qualname, label, patch)
+    # The model --model / instrument(models=) names labels the span and the request and token
+    # metrics, as @observe(model=) does; without one, a result that names its model labels them.
+    return _make_wrapper(raw, qualname, label, patch, model)
 
 
 def _names_defined_in(module: ModuleType) -> list[str]:
@@ -284,7 +283,9 @@ def _is_graph_name(graph: str, qualname: str, label: str) -> bool:
     return graph == qualname or graph == label
 
 
-def _make_wrapper(target: Any, qualname: str, label: str, patch: _Patch) -> Any:
+def _make_wrapper(
+    target: Any, qualname: str, label: str, patch: _Patch, model: str | None = None
+) -> Any:
     """Wrap ``target``: a graph when called outside any graph (or when named), else a node."""
     graph = _STATE.graph
     if graph is None:
@@ -298,7 +299,11 @@ def _make_wrapper(target: Any, qualname: str, label: str, patch: _Patch) -> Any:
         # After uninstrument, references taken while patched become plain pass-throughs.
         return patch.active
 
-    wrapper = observe_as(target, role, graph=qualname, is_active=active)
+    # A named graph called inside a wrapped main() or loop is still one trace per call, linked
+    # to the enclosing span (issue 17 point 3); the first-on-the-stack role is a root anyway.
+    wrapper = observe_as(
+        target, role, graph=qualname, is_active=active, model=model, new_trace=role == GRAPH
+    )
     inner = _unwrapped(wrapper)
     _INSTALLED[id(inner)] = inner
     return wrapper
