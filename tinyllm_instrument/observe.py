@@ -846,6 +846,7 @@ def observe_as(
     model: str | None = None,
     kind: str | None = None,
     new_trace: bool = False,
+    node: str | None = None,
 ) -> Any:
     """Observe ``func`` in a role chosen when decorating, or per call (for ``instrument()``).
 
@@ -861,6 +862,8 @@ def observe_as(
         kind: as ``@observe(kind=...)``, for the node role (a graph is a ``chain``).
         new_trace: as ``@observe(new_trace=True)``, for the graph role: each graph call made
             inside another observed call is the root of a trace of its own, linked to it.
+        node: the node name for the node role (default: the qualname), as ``@observe(node=)``:
+            a preset names a node by what the library calls it (a LangGraph graph node name).
 
     Returns:
         The observed callable, as :func:`observe` returns it.
@@ -880,7 +883,7 @@ def observe_as(
     no_options: dict[str, Any] = dict(
         name=None, attributes=None, capture_input=False, capture_output=False, model=model
     )
-    as_node = _Observer(func, call_kind, node=None, graph=None, kind=kind, **no_options)
+    as_node = _Observer(func, call_kind, node=node, graph=None, kind=kind, **no_options)
     as_graph = _Observer(
         func, call_kind, node=None, graph=graph_name, new_trace=new_trace, **no_options
     )
