@@ -1,0 +1,497 @@
+"""@langgraph: each compiled-graph run a kit graph, each add_node node a kit node, in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+import threading
+import traceback
+from typing import Annotated, Any, TypedDict
+
+import pytest
+from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langgraph.graph import END, START, StateGraph
+from langgraph.pregel import Pregel
+from langgraph.types import Send
+from opentelemetry.trace import StatusCode
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tinyllm_instrument import observe
+from tinyllm_instrument.presets import langgraph as lg_preset
+from tinyllm_instrument.testing import capture
+
+PRESET = lg_preset.PRESET
+
+
+@pytest.fixture
+def preset():
+    """The preset installed for the test, and what it reported wrapping."""
+    labels: list[str] = []
+    PRESET.install(labels.append)
+    yield labels
+    PRESET.uninstall()
+
+
+class State(TypedDict, total=False):
+    x: int
+    log: Annotated[list[str], operator.add]
+
+
+def _parent_ids(spans: list[Any]) -> dict[str, Any]:
+    return {s.name: (s.parent.span_id if s.parent else None) for s in spans}
+
+
+def _linear_graph(name: str | None = "pipeline", nodes: dict[str, Any] | None = None) -> Any:
+    builder = StateGraph(State)
+    names = list(nodes or {})
+    for node, action in (nodes or {}).items():
+        builder.add_node(node, action)
+    builder.add_edge(START, names[0])
+    for a, b in zip(names, names[1:], strict=False):
+        builder.add_edge(a, b)
+    builder.add_edge(names[-1], END)
+    return builder.compile(name=name) if name else builder.compile()
+
+
+def plain(state: State) -> State:
+    return {"x": state["x"] + 1, "log": ["plain"]}
+
+
+async def coro(state: State) -> State:
+    await asyncio.sleep(0)
+    return {"x": state["x"] * 10, "log": ["coro"]}
+
+
+def gen(state: State):
+    yield {"x": state["x"] + 2, "log": ["gen"]}
+
+
+async def agen(state: State):
+    await asyncio.sleep(0)
+    yield {"x": state["x"] + 3, "log": ["agen"]}
+
+
+# --- what install wraps ----------------------------------------------------------------------
+
+
+def test_install_reports_the_seams_it_wrapped_and_uninstall_puts_them_back():
+    originals = {a: vars(Pregel)[a] for a in ("invoke", "ainvoke", "stream", "astream")}
+    add_node = vars(StateGraph)["add_node"]
+    labels: list[str] = []
+    PRESET.install(labels.append)
+    try:
+        assert sorted(labels) == [
+            "langgraph.graph.state:StateGraph.add_node",
+            "langgraph.pregel.main:Pregel.ainvoke",
+            "langgraph.pregel.main:Pregel.astream",
+            "langgraph.pregel.main:Pregel.invoke",
+            "langgraph.pregel.main:Pregel.stream",
+        ]
+        assert vars(StateGraph)["add_node"] is not add_node
+    finally:
+        PRESET.uninstall()
+    assert vars(StateGraph)["add_node"] is add_node
+    assert {a: vars(Pregel)[a] for a in originals} == originals
+    PRESET.uninstall()  # idempotent
+    assert vars(StateGraph)["add_node"] is add_node
+
+
+# --- one graph span per run, nodes named by their graph node names under it ------------------
+
+
+def test_invoke_is_one_graph_span_with_every_kind_of_node_under_it_by_its_node_name(preset):
+    graph = _linear_graph(nodes={"first": plain, "second": gen})
+    with capture() as cap:
+        assert graph.invoke({"x": 1}) == {"x": 4, "log": ["plain", "gen"]}
+    spans = cap.spans
+    assert sorted(s.name for s in spans) == ["first", "pipeline", "second"]
+    root = cap.span("pipeline")
+    assert root.parent is None
+    assert root.attributes["tinyllm.graph"] == "pipeline"
+    for name in ("first", "second"):
+        node = cap.span(name)
+        assert node.parent.span_id == root.context.span_id
+        assert node.context.trace_id == root.context.trace_id
+        assert node.attributes["tinyllm.node"] == name
+        assert node.attributes["tinyllm.graph"] == "pipeline"
+        assert node.attributes["openinference.span.kind"] == "CHAIN"
+
+
+def test_ainvoke_observes_coroutine_and_async_generator_nodes(preset):
+    graph = _linear_graph(nodes={"multiply": coro, "stream_more": agen})
+
+    with capture() as cap:
+        result = asyncio.run(graph.ainvoke({"x": 1}))
+    assert result == {"x": 13, "log": ["coro", "agen"]}
+    root = cap.span("pipeline")
+    assert _parent_ids(cap.spans) == {
+        "pipeline": None,
+        "multiply": root.context.span_id,
+        "stream_more": root.context.span_id,
+    }
+
+
+def test_stream_graph_span_lasts_until_the_stream_is_consumed(preset):
+    graph = _linear_graph(nodes={"first": plain, "second": plain})
+    # the graph node names are not the function's name
+    with capture() as cap:
+        chunks = graph.stream({"x": 0})
+        first = next(chunks)
+        assert first == {"first": {"x": 1, "log": ["plain"]}}
+        assert [s.name for s in cap.spans] == ["first"]  # the graph is still running
+        rest = list(chunks)
+    assert rest == [{"second": {"x": 2, "log": ["plain"]}}]
+    assert [s.name for s in cap.spans] == ["first", "second", "pipeline"]
+    root = cap.span("pipeline")
+    assert cap.span("second").parent.span_id == root.context.span_id
+    assert root.status.status_code != StatusCode.ERROR
+
+
+def test_a_stream_closed_early_ends_its_graph_span(preset):
+    graph = _linear_graph(nodes={"first": plain, "second": plain})
+    with capture() as cap:
+        chunks = graph.stream({"x": 0})
+        next(chunks)
+        chunks.close()
+    assert cap.span("pipeline").end_time is not None
+    assert "second" not in {s.name for s in cap.spans}
+
+
+def test_astream_is_one_graph_span_until_consumed(preset):
+    graph = _linear_graph(name="agraph", nodes={"multiply": coro, "gen_node": gen})
+
+    async def consume() -> list[Any]:
+        return [chunk async for chunk in graph.astream({"x": 1})]
+
+    with capture() as cap:
+        chunks = asyncio.run(consume())
+    assert [list(c) for c in chunks] == [["multiply"], ["gen_node"]]
+    root = cap.span("agraph")
+    assert root.parent is None
+    assert {s.name: s.parent.span_id for s in cap.spans if s.parent} == {
+        "multiply": root.context.span_id,
+        "gen_node": root.context.span_id,
+    }
+
+
+def test_the_graph_is_named_LangGraph_when_compile_gives_no_name(preset):
+    graph = _linear_graph(name=None, nodes={"only": plain})
+    with capture() as cap:
+        graph.invoke({"x": 1})
+    assert cap.span("only").attributes["tinyllm.graph"] == "LangGraph"
+    assert cap.span("LangGraph").parent is None
+
+
+def test_invoking_twice_makes_two_traces(preset):
+    graph = _linear_graph(nodes={"first": plain})
+    with capture() as cap:
+        graph.invoke({"x": 1})
+        graph.invoke({"x": 2})
+    roots = cap.spans_named("pipeline")
+    assert len(roots) == 2
+    assert roots[0].context.trace_id != roots[1].context.trace_id
+    nodes = cap.spans_named("first")
+    assert {n.parent.span_id for n in nodes} == {r.context.span_id for r in roots}
+
+
+# --- what is not a node --------------------------------------------------------------------
+
+
+def test_conditional_edges_and_langgraphs_own_nodes_are_not_nodes(preset):
+    def route(state: State) -> str:
+        return "left" if state["x"] > 0 else "right"
+
+    builder = StateGraph(State)
+    builder.add_node("decide", plain)
+    builder.add_node("left", plain)
+    builder.add_node("right", plain)
+    builder.add_edge(START, "decide")
+    builder.add_conditional_edges("decide", route, ["left", "right"])
+    builder.add_edge("left", END)
+    builder.add_edge("right", END)
+    graph = builder.compile(name="router")
+    with capture() as cap:
+        graph.invoke({"x": 1})
+    assert sorted(s.name for s in cap.spans) == ["decide", "left", "router"]
+
+
+# --- threads: a map-reduce fan-out ---------------------------------------------------------
+
+
+def test_a_send_fan_out_runs_in_threads_and_every_task_nests_under_the_graph(preset):
+    threads: set[str] = set()
+
+    def split(state: State) -> State:
+        return {"x": state["x"]}
+
+    def fan_out(state: State) -> list[Send]:
+        return [Send("work", {"x": i}) for i in range(4)]
+
+    def work(state: State) -> State:
+        threads.add(threading.current_thread().name)
+        return {"log": [f"w{state['x']}"]}
+
+    builder = StateGraph(State)
+    builder.add_node("split", split)
+    builder.add_node("work", work)
+    builder.add_edge(START, "split")
+    builder.add_conditional_edges("split", fan_out, ["work"])
+    builder.add_edge("work", END)
+    graph = builder.compile(name="mapreduce")
+    with capture() as cap:
+        result = graph.invoke({"x": 0})
+    assert sorted(result["log"]) == ["w0", "w1", "w2", "w3"]
+    assert threads - {threading.current_thread().name}, "LangGraph ran no task in a thread"
+    root = cap.span("mapreduce")
+    works = cap.spans_named("work")
+    assert len(works) == 4
+    assert {w.parent.span_id for w in works} == {root.context.span_id}
+    assert {w.attributes["tinyllm.graph"] for w in works} == {"mapreduce"}
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+class NodeFailure(Exception):
+    pass
+
+
+def test_a_failing_node_marks_node_and_graph_and_the_users_exception_passes_unchanged(preset):
+    raised: list[BaseException] = []
+
+    def fails(state: State) -> State:
+        exc = NodeFailure("bad state")
+        raised.append(exc)
+        raise exc
+
+    graph = _linear_graph(nodes={"ok": plain, "boom": fails})
+    with capture() as cap:
+        with pytest.raises(NodeFailure) as info:
+            graph.invoke({"x": 1})
+    assert info.value is raised[0]
+    frames = [f.name for f in traceback.extract_tb(info.value.__traceback__)]
+    assert frames[-1] == "fails"
+    node, root = cap.span("boom"), cap.span("pipeline")
+    assert node.status.status_code == StatusCode.ERROR
+    assert root.status.status_code == StatusCode.ERROR
+    assert node.status.description == "NodeFailure: bad state"
+    assert node.events[0].attributes["exception.type"].endswith("NodeFailure")
+    assert node.parent.span_id == root.context.span_id
+    assert cap.span("ok").status.status_code != StatusCode.ERROR
+
+
+def test_a_failing_async_generator_node_under_ainvoke(preset):
+    async def refuses(state: State):
+        await asyncio.sleep(0)
+        raise NodeFailure("no")
+        yield {}  # pragma: no cover - makes it an async generator
+
+    graph = _linear_graph(nodes={"refuse": refuses})
+    with capture() as cap:
+        with pytest.raises(NodeFailure):
+            asyncio.run(graph.ainvoke({"x": 1}))
+    assert cap.span("refuse").status.status_code == StatusCode.ERROR
+    assert cap.span("pipeline").status.status_code == StatusCode.ERROR
+
+
+# --- metrics -------------------------------------------------------------------------------
+
+
+def test_node_and_graph_metrics_carry_the_graph_node_name_and_graph_name(preset):
+    graph = _linear_graph(nodes={"first": plain, "second": gen})
+    with capture() as cap:
+        graph.invoke({"x": 1})
+        graph.invoke({"x": 2})
+    text = generate_latest(cap.collector.registry).decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    for node in ("first", "second"):
+        key = ("tinyllm_node_executions_total", (("graph", "pipeline"), ("node", node)))
+        assert samples[key] == 2
+    key = ("tinyllm_graph_execution_duration_seconds_count", (("graph", "pipeline"),))
+    assert samples[key] == 2
+    assert not any(labels and dict(labels).get("node") == "plain" for _, labels in samples)
+
+
+# --- subgraphs, observed nodes, runnables, LangGraph's introspection -----------------------
+
+
+def test_a_subgraph_node_is_a_graph_of_its_own_name_under_its_parent(preset):
+    inner = _linear_graph(name="inner", nodes={"inner_step": plain})
+    builder = StateGraph(State)
+    builder.add_node("before", plain)
+    builder.add_node("sub", inner)
+    builder.add_edge(START, "before")
+    builder.add_edge("before", "sub")
+    builder.add_edge("sub", END)
+    outer = builder.compile(name="outer")
+    with capture() as cap:
+        assert outer.invoke({"x": 0})["x"] == 2
+    root, sub = cap.span("outer"), cap.span("inner")
+    assert sub.parent.span_id == root.context.span_id
+    step = cap.span("inner_step")
+    assert step.parent.span_id == sub.context.span_id
+    assert step.attributes["tinyllm.graph"] == "inner"
+    assert cap.span("before").attributes["tinyllm.graph"] == "outer"
+    assert sub.context.trace_id == root.context.trace_id
+
+
+def test_an_already_observed_llm_node_is_not_wrapped_twice(preset):
+    @observe(node="call_model", kind="llm", model="gpt-test")
+    def call_model(state: State) -> State:
+        return {"x": state["x"], "log": ["llm"]}
+
+    graph = _linear_graph(nodes={"llm": call_model})
+    with capture() as cap:
+        graph.invoke({"x": 1})
+    assert sorted(s.name for s in cap.spans) == ["call_model", "pipeline"]
+    span = cap.span("call_model")
+    assert span.attributes["openinference.span.kind"] == "LLM"
+    assert span.parent.span_id == cap.span("pipeline").context.span_id
+
+
+def test_add_node_forms_callable_objects_and_runnables(preset):
+    class Step:
+        def __call__(self, state: State) -> State:
+            return {"log": ["obj"]}
+
+    def named_by_function(state: State) -> State:
+        return {"log": ["fn"]}
+
+    builder = StateGraph(State)
+    builder.add_node(named_by_function)  # the name is the function's
+    builder.add_node("object_step", Step())
+    builder.add_node(node="keyword_step", action=plain)
+    builder.add_node("runnable_step", RunnableLambda(lambda s: {"log": ["runnable"]}))
+    builder.add_edge(START, "named_by_function")
+    builder.add_edge("named_by_function", "object_step")
+    builder.add_edge("object_step", "keyword_step")
+    builder.add_edge("keyword_step", "runnable_step")
+    builder.add_edge("runnable_step", END)
+    graph = builder.compile(name="forms")
+    with capture() as cap:
+        result = graph.invoke({"x": 0})
+    assert result["log"] == ["fn", "obj", "plain", "runnable"]
+    # a Runnable other than a function is not wrapped (see the module docstring)
+    assert sorted(s.name for s in cap.spans) == [
+        "forms",
+        "keyword_step",
+        "named_by_function",
+        "object_step",
+    ]
+
+
+class Private(TypedDict):
+    secret: int
+
+
+def wants_config(state: State, config: RunnableConfig) -> Private:
+    return {"secret": config["configurable"]["bonus"]}
+
+
+def reads_private(state: Private) -> State:
+    """LangGraph reads this node's input schema from its first parameter's annotation."""
+    return {"x": state["secret"] * 2}
+
+
+def test_langgraph_still_sees_the_nodes_parameters_config_and_input_schema(preset):
+    graph = _linear_graph(nodes={"configured": wants_config, "private": reads_private})
+    with capture() as cap:
+        result = graph.invoke({"x": 0}, {"configurable": {"bonus": 21}})
+    assert result["x"] == 42
+    assert {"configured", "private"} <= {s.name for s in cap.spans}
+
+
+# --- on and off ----------------------------------------------------------------------------
+
+
+def test_after_uninstall_graphs_built_while_installed_run_unobserved():
+    PRESET.install(lambda label: None)
+    try:
+        graph = _linear_graph(nodes={"first": plain})
+    finally:
+        PRESET.uninstall()
+    with capture() as cap:
+        assert graph.invoke({"x": 1})["x"] == 2
+    assert cap.spans == []
+    PRESET.install(lambda label: None)
+    try:
+        with capture() as cap:
+            graph.invoke({"x": 1})
+        assert sorted(s.name for s in cap.spans) == ["first", "pipeline"]
+    finally:
+        PRESET.uninstall()
+
+
+def test_uninstall_leaves_a_patch_put_on_top_and_switches_its_own_off():
+    PRESET.install(lambda label: None)
+    ours = vars(Pregel)["invoke"]
+    calls: list[str] = []
+
+    def on_top(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append("on_top")
+        return ours(self, *args, **kwargs)
+
+    Pregel.invoke = on_top  # type: ignore[method-assign]
+    try:
+        PRESET.uninstall()
+        assert vars(Pregel)["invoke"] is on_top
+        graph = _linear_graph(nodes={"first": plain})
+        with capture() as cap:
+            assert graph.invoke({"x": 1})["x"] == 2
+        assert calls == ["on_top"]
+        assert cap.spans == []
+        labels: list[str] = []
+        PRESET.install(labels.append)  # switched on again, not wrapped twice
+        assert "langgraph.pregel.main:Pregel.invoke" in labels
+        with capture() as cap:
+            graph.invoke({"x": 1})
+        assert [s.name for s in cap.spans] == ["pipeline"]  # built while off: no node spans
+    finally:
+        PRESET.uninstall()
+        Pregel.invoke = ours.__wrapped__  # type: ignore[method-assign]
+        lg_preset._STATE.patches.clear()
+
+
+def test_a_failure_inside_the_preset_is_counted_and_the_graph_still_builds_and_runs(
+    preset, monkeypatch
+):
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("kit bug")
+
+    monkeypatch.setattr(lg_preset, "observe_as", broken)
+    with capture() as cap:
+        graph = _linear_graph(nodes={"first": plain})
+        assert graph.invoke({"x": 1})["x"] == 2
+    errors = cap.sample("tinyllm_instrumentation_errors_total", {"stage": "instrument"})
+    assert errors is not None and errors >= 2  # add_node, and the graph run
+    assert cap.spans == []
+
+
+def test_a_graph_whose_name_is_not_a_string_is_named_LangGraph(preset):
+    graph = _linear_graph(nodes={"first": plain})
+    graph.name = None  # type: ignore[assignment]
+    with capture() as cap:
+        graph.invoke({"x": 1})
+    assert cap.span("first").attributes["tinyllm.graph"] == "LangGraph"
+
+
+def test_a_graph_run_from_inside_one_of_its_own_nodes_is_observed_again(preset):
+    holder: dict[str, Any] = {}
+
+    def recurse(state: State) -> State:
+        if state["x"] < 2:
+            return {"x": holder["graph"].invoke({"x": state["x"] + 1})["x"]}
+        return {"x": state["x"]}
+
+    graph = _linear_graph(nodes={"recurse": recurse})
+    holder["graph"] = graph
+    with capture() as cap:
+        assert graph.invoke({"x": 0})["x"] == 2
+    assert len(cap.spans_named("pipeline")) == 3
+    assert len(cap.spans_named("recurse")) == 3
+    assert len({s.context.trace_id for s in cap.spans}) == 1
