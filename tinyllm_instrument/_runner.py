@@ -50,6 +50,7 @@ from .patching import (
     parse_pattern,
     parse_targets,
 )
+from .presets import set_listener as set_preset_listener
 from .redaction import safe_text
 
 __all__ = [
@@ -485,9 +486,7 @@ def _exit_report(
     else:
         path = report.children_file
         if hasattr(os, "register_at_fork"):  # POSIX: a forked child tells the run what matches
-            os.register_at_fork(
-                after_in_child=lambda: setattr(_STATE, "listener", child_listener(path))
-            )
+            os.register_at_fork(after_in_child=lambda: _tell_run(child_listener(path)))
     atexit.register(report)
     return report
 
@@ -513,7 +512,7 @@ def bootstrap_child() -> None:
     try:
         report_file = _config.env_str(ENV_RUN_REPORT)
         if report_file is not None:  # tell the run what the patterns match here
-            _STATE.listener = child_listener(report_file)
+            _tell_run(child_listener(report_file))
         options = RunOptions.from_env()
         name = _stem(sys.argv[0] if sys.argv else "")
         _configure_kit(options, child=True, default_service=name or "python")
@@ -523,6 +522,12 @@ def bootstrap_child() -> None:
             take_over_main(_child_program)
     except Exception as exc:
         print(f"tinyllm-instrument: child process not instrumented: {exc}", file=sys.stderr)
+
+
+def _tell_run(listener: Callable[[str, str, Any], None]) -> None:
+    """In a child: what the patterns and presets wrap here is told to the run, by ``listener``."""
+    _STATE.listener = listener
+    set_preset_listener(listener)
 
 
 def _stem(path: str) -> str:

@@ -32,6 +32,7 @@ from .._runner import (
 )
 from ..logging import LOG_FORMATS, LOG_LEVELS
 from ..patching import ENV_GRAPH, ENV_MODELS, ENV_TARGETS
+from ..presets import is_preset, parse_preset
 from ..telemetry import EXPORTERS, OTLP_PROTOCOLS, TelemetryConfig
 from . import cli
 from ._options import OneLineUsageError
@@ -160,10 +161,14 @@ class _Pattern(_Listed):
     name = "PATTERN"
 
     def check(self, value: str) -> str:
+        if is_preset(value):
+            return parse_preset(value)  # its ValueError names the known presets
         try:
             return parse_pattern(value).text
         except ValueError:
-            raise ValueError(f"not a valid pattern; use {PATTERN_FORMS}") from None
+            raise ValueError(
+                f"not a valid pattern; use {PATTERN_FORMS} (or a preset @NAME)"
+            ) from None
 
 
 class _Model(_Listed):
@@ -258,9 +263,10 @@ class _RunCommand(click.Command):
     multiple=True,
     envvar=ENV_TARGETS,
     help="Wrap what PATTERN selects (repeatable): module:function, module:Class.method, "
-    "module:*, module:Class.*, package.*:*; !PATTERN excludes what it matches. The program's "
+    "module:*, module:Class.*, package.*:*; !PATTERN excludes what it matches; @NAME is a "
+    "preset: @openai, @anthropic or @langgraph wrap that library's calls. The program's "
     "own module is its file stem as written (app for app.py, my-agent for my-agent.py) or its "
-    "-m name. A pattern that is not an exclusion replaces the default targets. "
+    "-m name. A pattern that is not an exclusion replaces the default targets; so does a preset. "
     "Env: TINYLLM_INSTRUMENT_TARGETS, comma-separated.",
 )
 @click.option(
