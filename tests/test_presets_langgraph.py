@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import operator
+import os
+import socket
+import subprocess
+import sys
 import threading
 import traceback
+import urllib.request
+from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import pytest
@@ -14,6 +20,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.pregel import Pregel
 from langgraph.types import Send
 from opentelemetry.trace import StatusCode
+from otlp_receivers import GrpcTraceReceiver
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -495,3 +502,157 @@ def test_a_graph_run_from_inside_one_of_its_own_nodes_is_observed_again(preset):
     assert len(cap.spans_named("pipeline")) == 3
     assert len(cap.spans_named("recurse")) == 3
     assert len({s.context.trace_id for s in cap.spans}) == 1
+
+
+# --- an unchanged LangGraph app under `tinyllm-instrument run --instrument @langgraph` -----
+
+CLI = str(Path(sys.executable).parent / "tinyllm-instrument")
+APPS = Path(__file__).parent / "apps"
+LG_APP_NODES = ["classify", "retrieve", "score", "score", "answer"]
+
+
+def _env() -> dict[str, str]:
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("TINYLLM_INSTRUMENT_")
+        and k not in ("TRACEPARENT", "TRACESTATE", "BAGGAGE", "PYTHONPATH")
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, "run", "--instrument", "@langgraph", *args],
+        capture_output=True,
+        text=True,
+        cwd=APPS,
+        env=_env(),
+        timeout=120,
+    )
+
+
+def test_the_app_under_run_sends_one_graph_span_per_run_with_its_nodes_and_serves_metrics():
+    port = _free_port()
+    with GrpcTraceReceiver() as receiver:
+        proc = subprocess.Popen(
+            [
+                CLI,
+                "run",
+                "--instrument",
+                "@langgraph",
+                "--otlp-endpoint",
+                receiver.endpoint,
+                "--metrics-port",
+                str(port),
+                "lg_app.py",
+                "--times",
+                "2",
+                "--wait",
+            ],
+            cwd=APPS,
+            env=_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None and proc.stdin is not None
+            lines = [proc.stdout.readline().strip() for _ in range(3)]
+            assert lines[2] == "ready", (lines, proc.stderr and proc.poll())
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            out, err = proc.communicate()
+        assert proc.returncode == 0, err
+        assert lines[0] == (
+            "Where is my invoice? -> Using 2 documents: Invoices are sent monthly. "
+            "(scores [20, 26])"
+        )
+        spans = receiver.wait_for(2 * (1 + len(LG_APP_NODES)))
+    graphs = [s for s in spans if s.name == "support"]
+    assert len(graphs) == 2
+    assert {g.parent_span_id for g in graphs} == {None}
+    assert len({g.trace_id for g in graphs}) == 2
+    for graph in graphs:
+        nodes = [s for s in spans if s.trace_id == graph.trace_id and s is not graph]
+        assert sorted(s.name for s in nodes) == sorted(LG_APP_NODES)
+        assert {s.parent_span_id for s in nodes} == {graph.span_id}
+        assert {s.attributes["tinyllm.graph"] for s in nodes} == {"support"}
+        assert {s.attributes["tinyllm.node"] for s in nodes} == set(LG_APP_NODES)
+    assert "route" not in {s.name for s in spans}  # the conditional edge
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text.decode())
+        for s in family.samples
+    }
+    for node, runs in (("classify", 2), ("retrieve", 2), ("score", 4), ("answer", 2)):
+        key = ("tinyllm_node_executions_total", (("graph", "support"), ("node", node)))
+        assert samples[key] == runs, key
+    key = ("tinyllm_graph_execution_duration_seconds_count", (("graph", "support"),))
+    assert samples[key] == 2
+
+
+def test_the_app_under_run_with_the_tree_exporter_prints_the_graph_and_its_nodes():
+    result = _run("--exporter", "tree", "lg_app.py")
+    assert result.returncode == 0, result.stderr
+    tree = [
+        line.split()[0:2] for line in result.stdout.splitlines() if "µs" in line or "ms" in line
+    ]
+    names = [parts[1] if parts[0] in ("├─", "└─") else parts[0] for parts in tree]
+    assert names == ["support", *LG_APP_NODES], result.stdout
+
+
+def test_a_failing_node_under_run_exits_as_the_program_does_with_error_spans():
+    with GrpcTraceReceiver() as receiver:
+        result = _run("--otlp-endpoint", receiver.endpoint, "lg_app.py", "--fail")
+        assert result.returncode == 3, result.stderr
+        assert "error: refused: a forbidden question" in result.stdout
+        by_name = {s.name: s for s in receiver.wait_for(4)}
+    assert by_name["answer"].status_code == "ERROR"
+    assert by_name["support"].status_code == "ERROR"
+    assert by_name["answer"].parent_span_id == by_name["support"].span_id
+
+
+def test_print_plan_lists_what_the_preset_wrapped():
+    result = _run("--exporter", "none", "--print-plan", "lg_app.py")
+    assert result.returncode == 0, result.stderr
+    plan = result.stderr[result.stderr.index("tinyllm-instrument plan:") :]
+    assert "  @langgraph  (compiled graphs:" in plan
+    for label in (
+        "langgraph.graph.state:StateGraph.add_node",
+        "langgraph.pregel.main:Pregel.invoke",
+        "langgraph.pregel.main:Pregel.astream",
+    ):
+        assert f"    {label}\n" in plan
+
+
+def test_instrument_at_langgraph_in_code_and_uninstrument():
+    from tinyllm_instrument import instrument, uninstrument
+    from tinyllm_instrument.patching import get_instrumentation_plan
+
+    instrument("@langgraph")
+    try:
+        assert (
+            "langgraph.graph.state:StateGraph.add_node" in get_instrumentation_plan()["@langgraph"]
+        )
+        graph = _linear_graph(nodes={"first": plain})
+        with capture() as cap:
+            graph.invoke({"x": 1})
+        assert sorted(s.name for s in cap.spans) == ["first", "pipeline"]
+    finally:
+        uninstrument("@langgraph")
+    assert "@langgraph" not in get_instrumentation_plan()
+    with capture() as cap:
+        graph.invoke({"x": 1})
+    assert cap.spans == []

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._errors import KIT_LOGGER_NAME, Stage, report_internal_error
+from . import langgraph as _langgraph
 from ._base import Preset, Report
 
 __all__ = [
@@ -35,7 +36,9 @@ __all__ = [
 _log = logging.getLogger(KIT_LOGGER_NAME)
 
 #: Every preset, by name (``@NAME`` without the ``@``). One line per preset module.
-PRESETS: dict[str, Preset] = {}
+PRESETS: dict[str, Preset] = {
+    "langgraph": _langgraph.PRESET,
+}
 
 _NAME_RE = re.compile(r"^@[a-z][a-z0-9_]*$")
 
