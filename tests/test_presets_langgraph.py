@@ -16,15 +16,17 @@ from typing import Annotated, Any, TypedDict
 
 import pytest
 from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.pregel import Pregel
-from langgraph.types import Send
+from langgraph.types import Command, Send, interrupt
 from opentelemetry.trace import StatusCode
 from otlp_receivers import GrpcTraceReceiver
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tinyllm_instrument import observe
+from tinyllm_instrument.observe import NODE, observe_as
 from tinyllm_instrument.presets import langgraph as lg_preset
 from tinyllm_instrument.testing import capture
 
@@ -656,3 +658,61 @@ def test_instrument_at_langgraph_in_code_and_uninstrument():
     with capture() as cap:
         graph.invoke({"x": 1})
     assert cap.spans == []
+
+
+# --- LangGraph's control flow is not a failure -----------------------------------------------
+
+
+def test_an_interrupt_is_an_interruption_of_the_node_not_an_error(preset):
+    def ask(state: State) -> State:
+        return {"x": interrupt("how much?")}
+
+    builder = StateGraph(State)
+    builder.add_node("ask", ask)
+    builder.add_edge(START, "ask")
+    builder.add_edge("ask", END)
+    graph = builder.compile(checkpointer=InMemorySaver(), name="hitl")
+    config: RunnableConfig = {"configurable": {"thread_id": "t1"}}
+    with capture() as cap:
+        paused = graph.invoke({"x": 0}, config)
+        assert paused["__interrupt__"][0].value == "how much?"
+        assert graph.invoke(Command(resume=5), config)["x"] == 5
+    first, second = cap.spans_named("ask")
+    assert first.status.status_code == StatusCode.UNSET
+    assert first.attributes["tinyllm.interrupted"] == "GraphInterrupt"
+    assert second.status.status_code == StatusCode.UNSET
+    assert "tinyllm.interrupted" not in second.attributes
+    assert {s.status.status_code for s in cap.spans_named("hitl")} == {StatusCode.UNSET}
+    assert cap.sample("tinyllm_node_executions_total", {"node": "ask", "graph": "hitl"}) == 2
+    errors = cap.sample(
+        "tinyllm_node_errors_total",
+        {"node": "ask", "graph": "hitl", "error_type": "GraphInterrupt"},
+    )
+    assert errors is None
+
+
+def test_a_command_to_the_parent_graph_does_not_fail_the_subgraph(preset):
+    def hand_back(state: State) -> Command:
+        return Command(graph=Command.PARENT, goto="after", update={"log": ["handed back"]})
+
+    def after(state: State) -> State:
+        return {"log": ["after"]}
+
+    inner = _linear_graph(name="inner", nodes={"hand_back": hand_back})
+    builder = StateGraph(State)
+    builder.add_node("sub", inner)
+    builder.add_node("after", after)
+    builder.add_edge(START, "sub")
+    builder.add_edge("after", END)
+    outer = builder.compile(name="outer")
+    with capture() as cap:
+        assert outer.invoke({"x": 0})["log"] == ["handed back", "after"]
+    for name in ("inner", "hand_back", "outer", "after"):
+        assert cap.span(name).status.status_code == StatusCode.UNSET, name
+    assert cap.span("inner").attributes["tinyllm.interrupted"] == "ParentCommand"
+
+
+def test_observe_as_refuses_a_control_flow_that_is_not_a_tuple_of_exception_types():
+    for bad in ([KeyError], (KeyError, "x"), (int,)):
+        with pytest.raises(ValueError, match="control_flow=.*tuple of exception types"):
+            observe_as(plain, NODE, control_flow=bad)  # type: ignore[arg-type]

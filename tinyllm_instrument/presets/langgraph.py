@@ -31,6 +31,7 @@ the program starts; in code, call ``instrument("@langgraph")`` before building g
 
 from __future__ import annotations
 
+import importlib
 import sys
 import threading
 from collections.abc import Callable
@@ -87,6 +88,9 @@ class _State:
         self.report: Report | None = None
         self.patches: dict[tuple[int, str], _Patch] = {}
         self.hooked: set[str] = set()  # modules with a post-import hook (wrapt keeps them)
+        # LangGraph's control-flow exceptions (interrupt(), Command(graph=PARENT)): a node or a
+        # subgraph they pass through was interrupted, it did not fail.
+        self.control_flow: tuple[type[BaseException], ...] = ()
 
 
 _STATE = _State()
@@ -149,7 +153,14 @@ def _node_arguments(args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
         or is_observed(action)
     ):
         return None
-    observed = observe_as(action, NODE, node=name, kind=_NODE_KIND, is_active=_is_active)
+    observed = observe_as(
+        action,
+        NODE,
+        node=name,
+        kind=_NODE_KIND,
+        is_active=_is_active,
+        control_flow=_STATE.control_flow,
+    )
     return (name, observed, *rest), kwargs
 
 
@@ -179,7 +190,13 @@ def _observed_run(patch: _Patch, graph: Any) -> Any:
     name = _graph_name(graph)
     observed = patch.observers.get(name)
     if observed is None:
-        observed = observe_as(patch.original, GRAPH, graph=name, is_active=_is_active)
+        observed = observe_as(
+            patch.original,
+            GRAPH,
+            graph=name,
+            is_active=_is_active,
+            control_flow=_STATE.control_flow,
+        )
         with _STATE.lock:
             if len(patch.observers) < _MAX_GRAPH_NAMES:
                 observed = patch.observers.setdefault(name, observed)
@@ -246,10 +263,28 @@ def _patch(owner: type, attr: str, make: Callable[[_Patch], Any]) -> None:
         report(patch.label)
 
 
+def _control_flow() -> tuple[type[BaseException], ...]:
+    """``langgraph.errors.GraphBubbleUp`` (0.2 on: the base of GraphInterrupt and
+    ParentCommand), else ``GraphInterrupt`` (0.1); public in ``langgraph.errors`` throughout.
+    """
+    errors = importlib.import_module("langgraph.errors")
+    for name in ("GraphBubbleUp", "GraphInterrupt"):
+        cls = getattr(errors, name, None)
+        if isinstance(cls, type) and issubclass(cls, BaseException):
+            return (cls,)
+    return ()
+
+
+def _learn_control_flow() -> None:
+    if not _STATE.control_flow:
+        _STATE.control_flow = _control_flow()
+
+
 def _on_graph_module(module: ModuleType) -> None:
     if not _STATE.active:
         return
     try:
+        _learn_control_flow()
         state_graph = getattr(module, "StateGraph", None)
         if isinstance(state_graph, type):
             _patch(state_graph, "add_node", lambda patch: _add_node)
@@ -261,6 +296,7 @@ def _on_pregel_module(module: ModuleType) -> None:
     if not _STATE.active:
         return
     try:
+        _learn_control_flow()
         pregel = getattr(module, "Pregel", None)
         if isinstance(pregel, type):
             for attr in _RUN_METHODS:
