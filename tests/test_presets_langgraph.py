@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib.metadata
 import operator
 import os
 import socket
@@ -716,3 +718,93 @@ def test_observe_as_refuses_a_control_flow_that_is_not_a_tuple_of_exception_type
     for bad in ([KeyError], (KeyError, "x"), (int,)):
         with pytest.raises(ValueError, match="control_flow=.*tuple of exception types"):
             observe_as(plain, NODE, control_flow=bad)  # type: ignore[arg-type]
+
+
+# --- what LangGraph reads from a node is unchanged ---------------------------------------------
+
+
+def _sub_caller_graph() -> Any:
+    inner = _linear_graph(name="inner", nodes={"inner_step": plain})
+
+    def calls_inner(state: State) -> State:
+        return inner.invoke(state)
+
+    async def streams_inner(state: State):
+        yield await inner.ainvoke(state)
+
+    return _linear_graph(name="outer", nodes={"calls": calls_inner, "streams": streams_inner})
+
+
+def test_langgraph_still_finds_the_subgraph_a_function_node_calls():
+    # LangGraph finds a subgraph called inside a function node by reading the function's source
+    # and closure (checkpoint namespaces, interrupts, subgraphs=True depend on it).
+    plain_found = sorted(name for name, _ in _sub_caller_graph().get_subgraphs())
+    PRESET.install(lambda label: None)
+    try:
+        graph = _sub_caller_graph()
+        found = sorted(name for name, _ in graph.get_subgraphs())
+        with capture() as cap:
+            asyncio.run(graph.ainvoke({"x": 0}))
+    finally:
+        PRESET.uninstall()
+    assert plain_found == ["calls", "streams"]
+    assert found == plain_found
+    outer = cap.span("outer")
+    inners = cap.spans_named("inner")
+    assert {s.parent.span_id for s in inners} == {
+        cap.span("calls").context.span_id,
+        cap.span("streams").context.span_id,
+    }
+    assert {s.parent.span_id for s in cap.spans_named("inner_step")} == {
+        s.context.span_id for s in inners
+    }
+    assert cap.span("calls").parent.span_id == outer.context.span_id
+
+
+def test_add_sequence_partials_methods_and_lambdas_are_nodes_by_their_graph_names(preset):
+    class Worker:
+        def step(self, state: State) -> State:
+            return {"log": ["method"]}
+
+    def tagged(state: State, *, tag: str) -> State:
+        return {"log": [tag]}
+
+    builder = StateGraph(State)
+    builder.add_sequence([("seq_a", plain), ("seq_b", plain)])
+    builder.add_node("bound_method", Worker().step)
+    builder.add_node("a_partial", functools.partial(tagged, tag="partial"))
+    builder.add_node("a_lambda", lambda state: {"log": ["lambda"]})
+    builder.add_edge(START, "seq_a")
+    builder.add_edge("seq_b", "bound_method")
+    builder.add_edge("bound_method", "a_partial")
+    builder.add_edge("a_partial", "a_lambda")
+    builder.add_edge("a_lambda", END)
+    graph = builder.compile(name="forms")
+    with capture() as cap:
+        result = graph.invoke({"x": 0})
+    assert result == {"x": 2, "log": ["plain", "plain", "method", "partial", "lambda"]}
+    root = cap.span("forms")
+    names = ["seq_a", "seq_b", "bound_method", "a_partial", "a_lambda"]
+    assert [s.name for s in cap.spans] == [*names, "forms"]
+    assert {cap.span(n).parent.span_id for n in names} == {root.context.span_id}
+
+
+def test_a_langgraph_of_another_major_version_is_skipped_with_a_note(monkeypatch):
+    from tinyllm_instrument import instrument, uninstrument
+    from tinyllm_instrument.patching import get_instrumentation_plan
+
+    real_version = importlib.metadata.version
+
+    def version(name: str) -> str:
+        return "2.1.0" if name == "langgraph" else real_version(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    add_node = vars(StateGraph)["add_node"]
+    instrument("@langgraph")
+    try:
+        assert get_instrumentation_plan()["@langgraph"] == [
+            "skipped: langgraph 2.1.0 found; @langgraph is written for 0.x/1.x"
+        ]
+        assert vars(StateGraph)["add_node"] is add_node
+    finally:
+        uninstrument("@langgraph")
