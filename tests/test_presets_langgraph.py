@@ -808,3 +808,21 @@ def test_a_langgraph_of_another_major_version_is_skipped_with_a_note(monkeypatch
         assert vars(StateGraph)["add_node"] is add_node
     finally:
         uninstrument("@langgraph")
+
+
+def test_a_bound_method_or_partial_of_an_observed_function_is_not_wrapped_twice(preset):
+    class Agent:
+        @observe(node="think")
+        def think(self, state: State) -> State:
+            return {"log": ["thought"]}
+
+    @observe(node="tag")
+    def tag(state: State, *, label: str) -> State:
+        return {"log": [label]}
+
+    graph = _linear_graph(
+        nodes={"method": Agent().think, "partial": functools.partial(tag, label="tagged")}
+    )
+    with capture() as cap:
+        assert graph.invoke({"x": 0})["log"] == ["thought", "tagged"]
+    assert sorted(s.name for s in cap.spans) == ["pipeline", "tag", "think"]

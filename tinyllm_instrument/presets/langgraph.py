@@ -31,6 +31,7 @@ the program starts; in code, call ``instrument("@langgraph")`` before building g
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 import threading
@@ -116,6 +117,14 @@ def _is_runnable(obj: Any) -> bool:
     return isinstance(runnable, type) and isinstance(obj, runnable)
 
 
+def _already_observed(action: Any) -> bool:
+    """Observed itself, or a bound method or ``functools.partial`` of an observed function."""
+    inner = getattr(action, "__func__", None)
+    if isinstance(action, functools.partial):
+        inner = action.func
+    return is_observed(action) or (inner is not None and is_observed(inner))
+
+
 def _node_arguments(args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
     """``add_node``'s arguments with the action observed as a node of the graph's name for it;
     None to pass the call on untouched (nothing to wrap, or LangGraph will refuse the call).
@@ -150,7 +159,7 @@ def _node_arguments(args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
         or isinstance(action, type)
         or not callable(action)
         or _is_runnable(action)
-        or is_observed(action)
+        or _already_observed(action)
     ):
         return None
     observed = observe_as(
