@@ -14,7 +14,7 @@ import threading
 import traceback
 import urllib.request
 from pathlib import Path
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, TypedDict, get_type_hints
 
 import pytest
 from langchain_core.runnables import RunnableConfig, RunnableLambda
@@ -407,6 +407,27 @@ def wants_config(state: State, config: RunnableConfig) -> Private:
 def reads_private(state: Private) -> State:
     """LangGraph reads this node's input schema from its first parameter's annotation."""
     return {"x": state["secret"] * 2}
+
+
+def reads_private_in_parts(state: Private):
+    """A generator node: LangGraph reads its input schema the same way."""
+    yield {"x": state["secret"] + 1}
+
+
+def test_an_observed_generator_keeps_the_annotations_langgraph_reads():
+    # LangGraph reads a node's input schema, and the targets of a Command it returns, from
+    # get_type_hints(node): the observed generator's must be the function's own.
+    observed = observe(reads_private_in_parts)
+    assert observed.__annotations__ == reads_private_in_parts.__annotations__
+    assert get_type_hints(observed) == {"state": Private}
+
+
+def test_a_generator_node_keeps_its_input_schema(preset):
+    graph = _linear_graph(nodes={"configured": wants_config, "private": reads_private_in_parts})
+    with capture() as cap:
+        result = graph.invoke({"x": 0}, {"configurable": {"bonus": 41}})
+    assert result["x"] == 42
+    assert {"configured", "private"} <= {s.name for s in cap.spans}
 
 
 def test_langgraph_still_sees_the_nodes_parameters_config_and_input_schema(preset):
