@@ -33,7 +33,7 @@ class State(TypedDict, total=False):
     topic: str
     docs: list[str]
     scores: Annotated[list[int], operator.add]
-    answer: str
+    reply: str
 
 
 def classify(state: State) -> State:
@@ -66,9 +66,9 @@ async def answer(state: State):
     if "forbidden" in state["question"]:
         raise RefusedError(f"refused: {state['question']}")
     await asyncio.sleep(0)
-    yield {"answer": f"Using {len(state['docs'])} documents"}
+    yield {"reply": f"Using {len(state['docs'])} documents"}
     await asyncio.sleep(0)
-    yield {"answer": f"Using {len(state['docs'])} documents: {state['docs'][0]}"}
+    yield {"reply": f"Using {len(state['docs'])} documents: {state['docs'][0]}"}
 
 
 def build():
@@ -88,7 +88,7 @@ def build():
 async def ask_all(graph, questions: list[str]) -> None:
     for question in questions:
         result = await graph.ainvoke({"question": question})
-        print(f"{question} -> {result['answer']} (scores {sorted(result['scores'])})", flush=True)
+        print(f"{question} -> {result['reply']} (scores {sorted(result['scores'])})", flush=True)
 
 
 def main(argv: list[str]) -> int:
