@@ -849,3 +849,16 @@ def test_a_bound_method_or_partial_of_an_observed_function_is_not_wrapped_twice(
     with capture() as cap:
         assert graph.invoke({"x": 0})["log"] == ["thought", "tagged"]
     assert sorted(s.name for s in cap.spans) == ["pipeline", "tag", "think"]
+
+
+def test_an_async_callable_object_node_is_still_awaited(preset):
+    class AsyncStep:
+        async def __call__(self, state: State) -> State:
+            await asyncio.sleep(0)
+            return {"x": state["x"] + 1, "log": ["async object"]}
+
+    graph = _linear_graph(nodes={"async_object": AsyncStep(), "after": coro})
+    with capture() as cap:
+        result = asyncio.run(graph.ainvoke({"x": 0}))
+    assert result == {"x": 10, "log": ["async object", "coro"]}
+    assert cap.span("async_object").parent.span_id == cap.span("pipeline").context.span_id

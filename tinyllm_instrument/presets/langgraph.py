@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import sys
 import threading
 from collections.abc import Callable
@@ -163,6 +164,13 @@ def _node_arguments(args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
         or _already_observed(action)
     ):
         return None
+    if not inspect.isroutine(action) and not isinstance(action, functools.partial):
+        # A callable object: LangGraph tells an async one by its __call__, which on a proxy
+        # of the object is the proxy's own; its bound __call__ answers as the object's would.
+        # One whose __call__ is a generator LangGraph does not run as one: left as it fails.
+        action = action.__call__
+        if inspect.isgeneratorfunction(action) or inspect.isasyncgenfunction(action):
+            return None
     observed = observe_as(
         action,
         NODE,
