@@ -124,7 +124,8 @@ def test_run_with_a_failing_instrumentation_still_runs_the_program(fakes):
     app = fakes / "app.py"
     app.write_text("print('the app ran')\n")
     result = subprocess.run(
-        [CLI, "run", "--exporter", "none", "--print-plan", str(app)],
+        # with a preset, --print-plan lists what became of each instrumentation
+        [CLI, "run", "--instrument", "@openai", "--exporter", "none", "--print-plan", str(app)],
         capture_output=True,
         text=True,
         cwd=fakes,

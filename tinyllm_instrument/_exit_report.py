@@ -214,7 +214,8 @@ class ExitReport:
         for text, model, _given in self.models:
             lines.append(f"  model {text}={model}")
         loaded = instrumentation_plan()
-        if loaded:
+        # Shown with a preset, whose calls' HTTP spans they make (a failure is warned anyway).
+        if loaded and presets:
             lines.append("  OpenTelemetry instrumentations:")
             lines.extend(f"    {name}: {what}" for name, what in sorted(loaded.items()))
         note = guard_note()

@@ -167,9 +167,7 @@ class _Pattern(_Listed):
         try:
             return parse_pattern(value).text
         except ValueError:
-            raise ValueError(
-                f"not a valid pattern; use {PATTERN_FORMS} (or a preset @NAME)"
-            ) from None
+            raise ValueError(f"not a valid pattern; use {PATTERN_FORMS}") from None
 
 
 class _Model(_Listed):
