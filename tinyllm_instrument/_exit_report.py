@@ -23,6 +23,7 @@ from typing import Any
 from . import _config
 from ._children import guard_note
 from ._errors import Stage, report_internal_error
+from ._instrumentors import instrumentation_plan
 from ._patterns import TargetPattern, parse_pattern
 from .patching import _STATE
 from .presets import PRESETS, preset_plan
@@ -212,6 +213,11 @@ class ExitReport:
             lines.extend(self._preset_lines(text, entries, view))
         for text, model, _given in self.models:
             lines.append(f"  model {text}={model}")
+        loaded = instrumentation_plan()
+        # Shown with a preset, whose calls' HTTP spans they make (a failure is warned anyway).
+        if loaded and presets:
+            lines.append("  OpenTelemetry instrumentations:")
+            lines.extend(f"    {name}: {what}" for name, what in sorted(loaded.items()))
         note = guard_note()
         if note is not None:  # children are not followed on this Python: say so here too
             lines.append("  " + note.removeprefix(_PREFIX))

@@ -37,6 +37,7 @@ from ._children import (
     take_over_main,
 )
 from ._exit_report import ENV_RUN_REPORT, ExitReport, child_listener, new_report_file
+from ._instrumentors import ENV_OTEL_INSTRUMENTATIONS, load_instrumentations
 from ._patterns import parse_models
 from ._program import Program, RunError, module_program, run_main, script_program
 from ._rewrite import entry_points
@@ -56,6 +57,7 @@ from .redaction import safe_text
 __all__ = [
     "ENV_BOOTSTRAP",
     "ENV_DEFAULT_TARGETS",
+    "ENV_OTEL_INSTRUMENTATIONS",
     "ENV_PARENT_GRAPH",
     "RunError",
     "RunOptions",
@@ -138,6 +140,7 @@ class RunOptions:
     service_name: str | None = None
     graph: str | None = None
     print_plan: bool = False
+    otel_instrumentations: bool = True
     extra_env: Mapping[str, str] = field(default_factory=dict)
     origins: Mapping[str, str] = field(default_factory=dict)
 
@@ -171,6 +174,7 @@ class RunOptions:
             ENV_EXPORTER: exporter,
             ENV_OTLP_PROTOCOL: self.otlp_protocol,
             ENV_SAMPLING_RATE: repr(self.sampling_rate),
+            ENV_OTEL_INSTRUMENTATIONS: "1" if self.otel_instrumentations else "0",
         }
         optional = {
             ENV_OTLP_ENDPOINT: self.otlp_endpoint,
@@ -205,6 +209,7 @@ class RunOptions:
             service_name=_config.env_str(ENV_SERVICE_NAME, None, env),
             graph=_config.env_str(ENV_GRAPH, None, env),
             models=tuple(parse_models(_config.env_str(ENV_MODELS, None, env)).items()),
+            otel_instrumentations=_config.env_bool(ENV_OTEL_INSTRUMENTATIONS, True, env),
         )
 
 
@@ -259,6 +264,8 @@ def _configure_kit(options: RunOptions, *, child: bool, default_service: str) ->
             else:
                 configure_telemetry(config)
         instrument(*options.targets, graph=options.graph, models=dict(options.models))
+        if enabled and options.otel_instrumentations:
+            load_instrumentations()  # on the kit's provider, global by now
     except (ValueError, OSError) as exc:
         raise RunError(str(exc)) from None
     if child or options.metrics_port is None:

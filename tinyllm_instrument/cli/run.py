@@ -19,6 +19,7 @@ from .._runner import (
     ENV_LOG_LEVEL,
     ENV_METRICS_HOST,
     ENV_METRICS_PORT,
+    ENV_OTEL_INSTRUMENTATIONS,
     ENV_OTLP_ENDPOINT,
     ENV_OTLP_PROTOCOL,
     ENV_PRINT_PLAN,
@@ -166,9 +167,7 @@ class _Pattern(_Listed):
         try:
             return parse_pattern(value).text
         except ValueError:
-            raise ValueError(
-                f"not a valid pattern; use {PATTERN_FORMS} (or a preset @NAME)"
-            ) from None
+            raise ValueError(f"not a valid pattern; use {PATTERN_FORMS}") from None
 
 
 class _Model(_Listed):
@@ -380,6 +379,17 @@ class _RunCommand(click.Command):
     help="At exit, print on stderr what each pattern matched. (A pattern, --graph or --model "
     "that matched nothing is said at exit in any case, one line each.)",
 )
+@click.option(
+    "--otel-instrumentations/--no-otel-instrumentations",
+    default=True,
+    type=_Bool(),
+    envvar=ENV_OTEL_INSTRUMENTATIONS,
+    help="With tracing on, load every installed OpenTelemetry instrumentation (the "
+    "opentelemetry_instrumentor entry points: opentelemetry-instrumentation-httpx, requests, "
+    "fastapi...) on the kit's provider, as opentelemetry-instrument does; "
+    "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=name,... leaves some out. --print-plan says what "
+    "each became. Env: TINYLLM_INSTRUMENT_OTEL_INSTRUMENTATIONS=0 turns it off.",
+)
 @click.option("-m", "module", metavar="MODULE", help="Run a module, as python -m does.")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="(SCRIPT | -m MODULE) [ARGS]...")
 @click.pass_context
@@ -401,6 +411,7 @@ def run(
     service_name: str | None,
     graph: str | None,
     print_plan: bool,
+    otel_instrumentations: bool,
     module: str | None,
     args: tuple[str, ...],
 ) -> None:
@@ -449,6 +460,7 @@ def run(
         service_name=service_name,
         graph=graph,
         print_plan=print_plan,
+        otel_instrumentations=otel_instrumentations,
         origins=origins,
     )
     try:

@@ -18,7 +18,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._errors import KIT_LOGGER_NAME, Stage, report_internal_error
+from . import anthropic as _anthropic
 from . import langgraph as _langgraph
+from . import openai as _openai
 from ._base import Preset, Report
 
 __all__ = [
@@ -37,7 +39,9 @@ _log = logging.getLogger(KIT_LOGGER_NAME)
 
 #: Every preset, by name (``@NAME`` without the ``@``). One line per preset module.
 PRESETS: dict[str, Preset] = {
+    "anthropic": _anthropic.PRESET,
     "langgraph": _langgraph.PRESET,
+    "openai": _openai.PRESET,
 }
 
 _NAME_RE = re.compile(r"^@[a-z][a-z0-9_]*$")
