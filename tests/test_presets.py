@@ -190,7 +190,7 @@ def test_cli_unknown_preset_is_one_line_naming_the_known_ones(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert "--instrument @nope" in lines[0]
-    assert "unknown preset '@nope'; known presets: @anthropic, @openai" in lines[0]
+    assert "unknown preset '@nope'; known presets: @anthropic, @langgraph, @openai" in lines[0]
     assert "Traceback" not in proc.stderr
 
 
