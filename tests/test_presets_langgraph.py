@@ -862,3 +862,41 @@ def test_an_async_callable_object_node_is_still_awaited(preset):
         result = asyncio.run(graph.ainvoke({"x": 0}))
     assert result == {"x": 10, "log": ["async object", "coro"]}
     assert cap.span("async_object").parent.span_id == cap.span("pipeline").context.span_id
+
+
+def test_an_astream_closed_early_ends_its_graph_span(preset):
+    graph = _linear_graph(name="agraph", nodes={"multiply": coro, "stream_more": agen})
+
+    async def first_only() -> Any:
+        chunks = graph.astream({"x": 1})
+        first = await chunks.__anext__()
+        await chunks.aclose()
+        return first
+
+    with capture() as cap:
+        assert asyncio.run(first_only()) == {"multiply": {"x": 10, "log": ["coro"]}}
+    assert cap.span("agraph").end_time is not None
+    assert "stream_more" not in {s.name for s in cap.spans}
+
+
+def test_the_langgraph_benchmark_cases_run_and_observe_what_they_say():
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    try:
+        import test_langgraph as bench
+    finally:
+        sys.path.pop(0)
+    cases = bench._cases()
+    try:
+        counts = {}
+        for name, (installed, run) in cases.items():
+            if installed:
+                PRESET.install(lambda label: None)
+            else:
+                PRESET.uninstall()
+            with capture() as cap:
+                run()
+            counts[name] = len(cap.spans) // bench.LOOPS
+    finally:
+        PRESET.uninstall()
+        sys.modules.pop("test_langgraph", None)
+    assert counts == {"plain": 0, "observed": 4, "built_before": 1, "uninstalled": 0}
