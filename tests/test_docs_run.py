@@ -102,6 +102,18 @@ def test_each_run_command_prints_what_the_page_shows(block: docs.Block, tmp_path
     ws = docs._prepare(tmp_path / "ws", block.page)
     ports = docs.requested_ports(block)
     expected_exit = int(block.directives.get("exit", "0"))
+    setup = None
+    if "setup" in block.directives:  # a server the commands talk to (its ports announced)
+        setup = docs.Background(ROOT / block.directives["setup"], ws)
+        ports.update(setup.ports)
+    try:
+        _run_commands(block, ws, ports, expected_exit)
+    finally:
+        if setup is not None:
+            setup.stop()
+
+
+def _run_commands(block: docs.Block, ws: Path, ports: dict[int, int], expected_exit: int) -> None:
     for command, shown in docs.shell_commands(block):
         assert docs.is_run(command), f"{block.where}: `{command}` is not run"
         assert [s for s in shown if s.strip() not in ("", "...")], (
