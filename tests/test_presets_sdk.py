@@ -100,6 +100,20 @@ def test_openai_model_is_read_per_call(presets, tinyllm_capture, openai_server):
     )
 
 
+def test_openai_models_past_the_bound_are_named_by_the_response(
+    presets, tinyllm_capture, openai_server
+):
+    from tinyllm_instrument.presets import _sdk
+
+    client = openai.OpenAI(**openai_server.client_kwargs())
+    for i in range(_sdk._MAX_MODELS + 2):
+        client.embeddings.create(model=f"embed-{i}", input="x")
+    last = _attrs(tinyllm_capture.spans[-1])
+    assert "gen_ai.request.model" not in last  # no per-model template past the bound
+    assert last["gen_ai.response.model"] == f"embed-{_sdk._MAX_MODELS + 1}"
+    assert _attrs(tinyllm_capture.spans[0])["gen_ai.request.model"] == "embed-0"
+
+
 def test_openai_embeddings_and_responses_and_legacy(presets, tinyllm_capture, openai_server):
     client = openai.OpenAI(**openai_server.client_kwargs())
     client.embeddings.create(model="text-embedding-3-small", input="hello")

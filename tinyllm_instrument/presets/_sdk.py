@@ -231,10 +231,11 @@ class _Calls:
             return found
         with self._lock:
             found = self._observed.get(key)
-            if found is None:
-                if model is not None and len(self._observed) >= _MAX_MODELS:
-                    return self.observed(None, streaming)
+            full = model is not None and len(self._observed) >= _MAX_MODELS
+            if found is None and not full:
                 found = self._observed[key] = self._make(model, streaming)
+        if found is None:  # past the bound: the model its response names (outside the lock)
+            return self.observed(None, streaming)
         return found
 
     def _make(self, model: str | None, streaming: bool) -> Any:
