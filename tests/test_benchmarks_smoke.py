@@ -42,6 +42,7 @@ def test_every_benchmark_case_runs_and_observes_what_it_should(cases):
             if kind in ("sync", "async", "method"):
                 assert result == 2, (kind, case)
             flush_telemetry()
+            cases.flush_stock()
             spans = exporter.exported - before
             if runner.mode == "full" and case not in ("bare", "wrapt"):
                 assert spans == 3, (kind, case, spans)  # one span per call, exported
