@@ -527,7 +527,7 @@ def test_completed_severity_is_configurable(tinyllm_capture):
 
 def test_no_event_is_built_when_no_handler_wants_its_severity(tinyllm_capture, monkeypatch):
     # importlib: the package re-exports the decorator under the submodule's name
-    observe_module = importlib.import_module("tinyllm_instrument.observe")
+    observe_module = importlib.import_module("tinyllm_instrument._observer")
 
     emitter = get_event_emitter()
     for handler in list(emitter.handlers):

@@ -178,7 +178,7 @@ def _break_the_tracer(monkeypatch):
     def broken_tracer():
         raise RuntimeError("tracer down")
 
-    monkeypatch.setattr(sys.modules["tinyllm_instrument.observe"], "get_tracer", broken_tracer)
+    monkeypatch.setattr(sys.modules["tinyllm_instrument._observer"], "get_tracer", broken_tracer)
 
 
 class UserError(Exception):
