@@ -22,7 +22,7 @@ from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 
 from tinyllm_instrument import instrument, observe, uninstrument
-from tinyllm_instrument._context import CURRENT_GRAPH, CURRENT_MODEL, CURRENT_NODE
+from tinyllm_instrument._context import CURRENT_CALL, NO_CALL
 from tinyllm_instrument.logging import configure_logging
 
 SECRET = "sk-proj-Zq9abcdefghijklmnopqrstuvwx"
@@ -30,10 +30,7 @@ SECRET = "sk-proj-Zq9abcdefghijklmnopqrstuvwx"
 
 def _nothing_current() -> bool:
     return (
-        CURRENT_NODE.get() is None
-        and CURRENT_GRAPH.get() is None
-        and CURRENT_MODEL.get() is None
-        and not trace.get_current_span().get_span_context().is_valid
+        CURRENT_CALL.get() == NO_CALL and not trace.get_current_span().get_span_context().is_valid
     )
 
 

@@ -21,7 +21,7 @@ from opentelemetry import trace
 from opentelemetry.trace import INVALID_SPAN, Link
 
 from ._calls import ASYNC_GENERATOR, GENERATOR, CallLifecycle, call_in_frame
-from ._context import CURRENT_GRAPH, CURRENT_MODEL, CURRENT_NODE, NO_GRAPH
+from ._context import CURRENT_CALL, NO_GRAPH
 from ._errors import Stage, report_internal_error
 from ._observe_genai import INFER, NOTHING, GenAIPlan
 from ._observe_metrics import MAX_CACHED_GRAPHS, HandleCache
@@ -77,14 +77,9 @@ _detach: Callable[[Any], Any] = (
 _time_ns = time.time_ns
 _set_span_in_context = trace.set_span_in_context
 _new_call = object.__new__
-_get_graph = CURRENT_GRAPH.get
-_set_node = CURRENT_NODE.set
-_reset_node = CURRENT_NODE.reset
-_set_graph = CURRENT_GRAPH.set
-_reset_graph = CURRENT_GRAPH.reset
-_set_model = CURRENT_MODEL.set
-_reset_model = CURRENT_MODEL.reset
-_get_node = CURRENT_NODE.get
+_get_scope = CURRENT_CALL.get
+_set_scope = CURRENT_CALL.set
+_reset_scope = CURRENT_CALL.reset
 _get_current_span = trace.get_current_span
 _getrecursionlimit = sys.getrecursionlimit
 _setrecursionlimit = sys.setrecursionlimit
@@ -116,7 +111,9 @@ class _Call:
         "start_ns",
         "graph",
         "context",
-        "tokens",
+        "scope",
+        "otel_token",
+        "scope_token",
         "wants_debug",
         "items",
         "first_item_ns",
@@ -124,7 +121,9 @@ class _Call:
     )
 
     # Set by _Observer.start, and the tokens by _Observer.resume, before anything reads them.
-    tokens: tuple[Any, Any, Any, Any]  # OTel context, node, graph, model
+    scope: tuple[str | None, str | None, str | None]  # what the call makes CURRENT_CALL
+    otel_token: Any
+    scope_token: Any
 
     observer: _Observer
     span: Any
@@ -279,7 +278,9 @@ class _Observer(CallLifecycle):
         static_graph = self.static_graph
         span = None
         try:
-            graph = static_graph if static_graph is not None else _get_graph()
+            _, outer_graph, outer_model = _get_scope()
+            # A node inherits the graph (and, declaring none, the model) of the call around it.
+            graph = static_graph if static_graph is not None else outer_graph
             start_ns = _time_ns()
             name = self.span_name
             if self.spec_name is not None and _SETTINGS.spec_span_names:
@@ -298,6 +299,8 @@ class _Observer(CallLifecycle):
             call.start_ns = start_ns
             call.graph = graph
             call.context = _set_span_in_context(span)
+            model = self.model
+            call.scope = (self.node, graph, model if model is not None else outer_model)
             call.wants_debug = False
             call.items = -1  # made current through resume(), which counts
             call.first_item_ns = 0
@@ -338,7 +341,7 @@ class _Observer(CallLifecycle):
         if (
             not parent_context.is_valid
             or parent_context.is_remote
-            or (_get_node() is None and _get_graph() is None)
+            or _get_scope()[:2] == (None, None)
         ):
             return tracer.start_span(
                 name, kind=self.span_kind, attributes=attributes, start_time=start_ns
@@ -366,16 +369,8 @@ class _Observer(CallLifecycle):
         A stream resumes after each item it produced (to go on, be closed, or have something
         thrown in), so the resumes are its item count whenever it ends.
         """
-        graph = call.graph
-        model = self.model
-        call.tokens = (
-            _attach(call.context),
-            _set_node(self.node),
-            # A node inherits the graph of the context it runs in: setting the same value
-            # again would cost a set and a reset and change nothing.
-            _set_graph(graph) if _get_graph() is not graph else None,
-            _set_model(model) if model is not None else None,
-        )
+        call.otel_token = _attach(call.context)
+        call.scope_token = _set_scope(call.scope)
         call.items += 1
 
     def pause_item(self, call: _Call, item: Any) -> None:
@@ -394,14 +389,9 @@ class _Observer(CallLifecycle):
         """
         if not call.first_item_ns and self.is_stream:
             call.first_item_ns = _time_ns()  # at a call's end, after anything reads it: unused
-        otel_token, node_token, graph_token, model_token = call.tokens
         try:
-            if model_token is not None:
-                _reset_model(model_token)
-            if graph_token is not None:
-                _reset_graph(graph_token)
-            _reset_node(node_token)
-            _detach(otel_token)
+            _reset_scope(call.scope_token)
+            _detach(call.otel_token)
         except Exception as exc:  # a stream closed in another Context (garbage collector)
             _report(Stage.OBSERVE_CONTEXT, exc)
 

@@ -14,7 +14,7 @@ from . import _config
 from ._calls import CallLifecycle, kind_of
 from ._calls import lifecycle_of as _lifecycle_of
 from ._calls import wrap as _wrap
-from ._context import CURRENT_GRAPH
+from ._context import CURRENT_CALL
 from ._errors import Stage
 from ._observe_settings import (
     DEFAULT_CAPTURE_BYTES,
@@ -42,7 +42,7 @@ __all__ = [
 
 P = ParamSpec("P")
 R = TypeVar("R")
-_get_graph = CURRENT_GRAPH.get
+_get_scope = CURRENT_CALL.get
 
 # --------------------------------------------------------------------------------------------
 # Choosing the role per call (patching): graph when no graph is current, node otherwise
@@ -72,7 +72,7 @@ class _Dispatch(CallLifecycle):
         except Exception as exc:
             _report(Stage.OBSERVE_BEGIN, exc)
             return None
-        observer = self.outermost if _get_graph() is None else self.inner
+        observer = self.outermost if _get_scope()[1] is None else self.inner
         return observer.start(args, kwargs)
 
     def end_ok(self, call: Any, result: Any) -> None:
