@@ -26,25 +26,26 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
     ALWAYS_ON,
-    ParentBased,
     Sampler,
     TraceIdRatioBased,
 )
 
 from .config import TelemetryConfig
 from .ids import KitIdGenerator
+from .sampling import KitSampler
 
 __all__ = ["KitTracer", "KitTracerProvider", "build_resource", "is_sdk_provider", "sampler_for"]
 
 
 def sampler_for(rate: float) -> Sampler:
-    """Parent-based sampling at ``rate``. The two ends use ALWAYS_ON / ALWAYS_OFF: the same
-    decisions as a ratio sampler, without hashing the trace id on every root span."""
+    """Parent-based sampling at ``rate`` (``ParentBased``'s decisions, see :mod:`.sampling`).
+    The two ends use ALWAYS_ON / ALWAYS_OFF: the same decisions as a ratio sampler, without
+    hashing the trace id on every root span."""
     if rate >= 1.0:
-        return ParentBased(ALWAYS_ON)
+        return KitSampler(ALWAYS_ON)
     if rate <= 0.0:
-        return ParentBased(ALWAYS_OFF)
-    return ParentBased(TraceIdRatioBased(rate))
+        return KitSampler(ALWAYS_OFF)
+    return KitSampler(TraceIdRatioBased(rate))
 
 
 def build_resource(config: TelemetryConfig) -> Resource:
