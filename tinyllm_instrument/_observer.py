@@ -302,7 +302,7 @@ class _Observer(CallLifecycle):
             model = self.model
             call.scope = (self.node, graph, model if model is not None else outer_model)
             call.wants_debug = False
-            call.items = -1  # made current through resume(), which counts
+            call.items = 0  # a stream's resumes count its items
             call.first_item_ns = 0
             if self.sees_items:
                 call.acc = self.genai.new_accumulator()
@@ -316,8 +316,10 @@ class _Observer(CallLifecycle):
             except RecursionError:  # pragma: no cover - at the limit not even the report fits
                 pass
             return None
-        # The context is attached last, so a failure above leaves nothing current.
-        self.resume(call)
+        # The context is attached last, so a failure above leaves nothing current. What
+        # resume() does, without its frame.
+        call.otel_token = _attach(call.context)
+        call.scope_token = _set_scope(call.scope)
         try:
             if self.model is not None:
                 self.handles.get(graph).model_active.inc()
@@ -517,7 +519,11 @@ class _Observer(CallLifecycle):
                 handles.first_item.observe((call.first_item_ns - call.start_ns) / 1e9)
         except Exception as exc:
             _report(Stage.OBSERVE_FINISH, exc)
-        self.pause(call)
+        try:  # what pause() restores, without its frame
+            _reset_scope(call.scope_token)
+            _detach(call.otel_token)
+        except Exception as exc:  # a stream closed in another Context (garbage collector)
+            _report(Stage.OBSERVE_CONTEXT, exc)
 
     # -- helpers of the lifecycle ----------------------------------------------------------------
 
