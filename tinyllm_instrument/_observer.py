@@ -516,7 +516,7 @@ class _Observer(CallLifecycle):
             handles = self.handles.get(call.graph)
             handles.record(call.start_ns, end_ns, span)
             if call.first_item_ns:
-                handles.first_item.observe((call.first_item_ns - call.start_ns) / 1e9)
+                handles.first_item_after((call.first_item_ns - call.start_ns) / 1e9)
         except Exception as exc:
             _report(Stage.OBSERVE_FINISH, exc)
         try:  # what pause() restores, without its frame
