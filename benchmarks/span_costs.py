@@ -1,10 +1,11 @@
-"""Where a span on the kit's provider costs more than on a stock one, and what each attribute costs.
+"""Where a span on the kit's provider costs more than on a stock one, and what start attributes
+cost: ``start_span(...).end()`` per variant, no decorator around it.
 
-Interleaved rounds in one process (every variant runs one short round in turn, many times); each
-figure is the median over rounds of the ratio to the first variant of its group, taken within a
-round. Not part of make test or make bench:
+Every variant runs a short round (``--calls`` spans) in turn, ``--rounds`` times; a variant's
+figure is its fastest round, which time spent descheduled on a shared machine cannot inflate.
+Not part of make test or make bench:
 
-    .venv/bin/python benchmarks/span_costs.py [--rounds 15]
+    .venv/bin/python benchmarks/span_costs.py [--rounds 300] [--calls 200]
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -20,14 +20,13 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from cases import DropSpanExporter, set_mode  # noqa: E402
 from opentelemetry import trace  # noqa: E402
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased  # noqa: E402
 
-from cases import DropSpanExporter, set_mode  # noqa: E402
-
-#: The start attributes of a plain @observe(node=...) span, as the kit sets them.
+#: The start attributes of a plain @observe(node=...) span, in the order the kit sets them.
 KIT_ATTRIBUTES = {
     "code.function": "bench_sync",
     "code.namespace": "cases",
@@ -51,67 +50,51 @@ def _span(tracer: trace.Tracer, attributes: dict[str, Any] | None = None) -> Cal
     return run
 
 
-def groups() -> dict[str, dict[str, Callable[[], None]]]:
+def variants() -> dict[str, Callable[[], None]]:
     set_mode("full")  # the kit's provider, sampling 1.0, a BatchSpanProcessor added
     kit = trace.get_tracer_provider().get_tracer("span-costs")
-    stock = _stock()
-    attribute_rows = {"no attribute": _span(kit)}
-    for key, value in KIT_ATTRIBUTES.items():
-        attribute_rows[f"+ {key}"] = _span(kit, {key: value})
-    attribute_rows["all four"] = _span(kit, KIT_ATTRIBUTES)
-    return {
-        "provider (start_span + end, no attribute)": {
-            "stock: ALWAYS_ON + BatchSpanProcessor": _span(stock),
-            "stock: ParentBased(ALWAYS_ON) + BatchSpanProcessor": _span(
-                _stock(ParentBased(ALWAYS_ON))
-            ),
-            "kit's provider + the same BatchSpanProcessor": _span(kit),
-        },
-        "attributes on the kit's provider": attribute_rows,
+    rows = {
+        "stock provider: ALWAYS_ON": _span(_stock()),
+        "stock provider: ParentBased(ALWAYS_ON)": _span(_stock(ParentBased(ALWAYS_ON))),
+        "kit's provider (the reference below)": _span(kit),
     }
+    items = list(KIT_ATTRIBUTES.items())
+    for n in range(1, len(items) + 1):
+        rows[f"kit's provider, {n} start attribute{'s' if n > 1 else ''}"] = _span(
+            kit, dict(items[:n])
+        )
+    for key, value in items:
+        rows[f"kit's provider, {key} alone"] = _span(kit, {key: value})
+    return rows
 
 
-def _round(run: Callable[[], None], loops: int) -> float:
-    # CPU time of the process, not wall time: on shared cores, time spent descheduled is not
-    # the code's.
-    t0 = time.process_time_ns()
-    for _ in range(loops):
-        run()
-    return (time.process_time_ns() - t0) / loops
-
-
-def measure(
-    variants: dict[str, Callable[[], None]], rounds: int, round_ns: float = 10e6
-) -> dict[str, list[float]]:
-    loops = {}
-    for name, run in variants.items():
+def measure(rows: dict[str, Callable[[], None]], rounds: int, calls: int) -> dict[str, float]:
+    best = {name: float("inf") for name in rows}
+    for run in rows.values():
         for _ in range(300):
             run()
-        loops[name] = max(50, int(round_ns / _round(run, 300)))
-    samples: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):
-        for name, run in variants.items():
-            gc.collect()
+        for name, run in rows.items():
             gc.disable()
-            samples[name].append(_round(run, loops[name]))
+            t0 = time.perf_counter_ns()
+            for _ in range(calls):
+                run()
+            best[name] = min(best[name], (time.perf_counter_ns() - t0) / calls)
             gc.enable()
-    return samples
+    return best
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=300)
+    parser.add_argument("--calls", type=int, default=200)
     args = parser.parse_args()
-    for title, variants in groups().items():
-        samples = measure(variants, args.rounds)
-        first = next(iter(samples.values()))
-        print(f"\n{title}")
-        for name, values in samples.items():
-            ratios = sorted(a / b for a, b in zip(values, first, strict=True))
-            print(
-                f"  {name:55s} {statistics.median(values):8.0f} ns  x{statistics.median(ratios):.3f}"
-                f" ({ratios[0]:.3f}-{ratios[-1]:.3f})"
-            )
+    best = measure(variants(), args.rounds, args.calls)
+    reference = best["kit's provider (the reference below)"]
+    print("| span | fastest ns | vs the kit's provider, no attribute |")
+    print("|---|---:|---:|")
+    for name, ns in best.items():
+        print(f"| {name} | {ns:,.0f} | {ns - reference:+,.0f} ns ({ns / reference:.2f}x) |")
 
 
 if __name__ == "__main__":
