@@ -18,7 +18,8 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import INVALID_SPAN, Link
+from opentelemetry.context import Context
+from opentelemetry.trace import INVALID_SPAN, INVALID_SPAN_CONTEXT, Link, NonRecordingSpan
 
 from ._calls import ASYNC_GENERATOR, GENERATOR, CallLifecycle, call_in_frame
 from ._context import CURRENT_CALL, NO_GRAPH
@@ -73,6 +74,27 @@ _attach: Callable[[Any], Any] = (
 )
 _detach: Callable[[Any], Any] = (
     _OTEL_CONTEXT_VAR.reset if _OTEL_CONTEXT_VAR is not None else otel_context.detach
+)
+
+
+def _span_key() -> str | None:
+    """The key under which ``trace.set_span_in_context`` puts a span, found by asking it (the
+    API keeps the name private); None if it does not behave as one plain key."""
+    sentinel = NonRecordingSpan(INVALID_SPAN_CONTEXT)
+    keys = list(trace.set_span_in_context(sentinel, Context()))
+    if len(keys) == 1 and trace.get_current_span(Context({keys[0]: sentinel})) is sentinel:
+        return keys[0]
+    return None  # pragma: no cover - another API: use set_span_in_context
+
+
+# A call's context is the current one plus its span. set_span_in_context builds it four Python
+# calls deep (set_value, get_current, the runtime context); with the default runtime context the
+# call copies the ContextVar's value itself. Measured (fastest of 300 interleaved rounds): 313 ns
+# through set_span_in_context, 186 ns copied by a function, less inline: about 1% of a recorded
+# call, 3% of a sampled-out one.
+_SPAN_KEY = _span_key()
+_get_otel_context: Callable[[], Any] | None = (
+    _OTEL_CONTEXT_VAR.get if _OTEL_CONTEXT_VAR is not None and _SPAN_KEY is not None else None
 )
 _time_ns = time.time_ns
 _set_span_in_context = trace.set_span_in_context
@@ -298,7 +320,12 @@ class _Observer(CallLifecycle):
             call.span = span
             call.start_ns = start_ns
             call.graph = graph
-            call.context = _set_span_in_context(span)
+            if _get_otel_context is not None:
+                values = _get_otel_context().copy()
+                values[_SPAN_KEY] = span
+                call.context = Context(values)
+            else:  # pragma: no cover - another runtime context
+                call.context = _set_span_in_context(span)
             model = self.model
             call.scope = (self.node, graph, model if model is not None else outer_model)
             call.wants_debug = False
