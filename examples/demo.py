@@ -52,6 +52,8 @@ import graph_app  # noqa: E402  (needs the path above)
 
 #: Where `make demo SERVE=1` serves /metrics: the port docs/cli.md's examples read.
 DOCUMENTED_PORT = 9464
+#: The example graph's service name, in its spans and its log lines.
+SERVICE = "tinyllm-demo"
 
 
 class FirstGraphRun(SimpleSpanProcessor):
@@ -89,10 +91,10 @@ def main() -> int:
         stale.unlink(missing_ok=True)
     spans_file = spans_path.open("w", encoding="utf-8")
 
-    configure_logging(log_level="DEBUG", log_format="json", log_file=str(log_path))
-    configure_telemetry(
-        TelemetryConfig(enable_tracing=True, service_name="tinyllm-demo", exporter="none")
-    )
+    # One name for the app in every pillar: the trees' header, the spans' service.name, the
+    # log lines' "app".
+    configure_logging(log_level="DEBUG", log_format="json", log_file=str(log_path), app=SERVICE)
+    configure_telemetry(TelemetryConfig(enable_tracing=True, service_name=SERVICE, exporter="none"))
     add_span_processor(
         SimpleSpanProcessor(
             ConsoleSpanExporter(out=spans_file, formatter=lambda s: s.to_json(indent=None) + "\n")

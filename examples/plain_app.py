@@ -60,8 +60,11 @@ def retrieve(topic: str) -> list[str]:
 
 async def call_model(question: str, docs: list[str], rng: random.Random) -> Completion:
     # The usage in the result feeds the kit's token counters, with no code here.
-    await asyncio.sleep(rng.uniform(0.002, 0.02))
-    if rng.random() < 0.15:
+    # Both draws before the await: calls in flight together resume in an order the timer
+    # decides, and the run's answers must not depend on it.
+    delay, fails = rng.uniform(0.002, 0.02), rng.random() < 0.15
+    await asyncio.sleep(delay)
+    if fails:
         raise FlakyModelError("the fake model timed out")
     text = f"Answer to {question!r} using {len(docs)} documents: {docs[0]}"
     return Completion(

@@ -6,12 +6,13 @@ What each block language gets
              directory of its own; a few run at a time. A block asserts what its prose claims (or
              a hidden ``check:`` does); a failing assert fails the test, naming the block.
 ``bash`` ``sh`` ``console``
-             Every command that calls ``tinyllm-instrument`` is run with ``.venv/bin`` first on
-             ``PATH`` and must exit 0. A command may span lines with a trailing ``\\``; text after
-             an unquoted `` #`` is a comment. In ``console`` blocks commands start with ``$ `` and
-             the other lines are the output shown: each shown line must match a line of the real
-             output, in order, with digits, hex ids and timestamps free (a line ``...`` skips);
-             in a span tree also its bars and column widths. (README.md's and docs/run.md's
+             Every command that calls ``tinyllm-instrument`` or ``python`` is run with
+             ``.venv/bin`` first on ``PATH`` and must exit 0. A command may span lines with a
+             trailing ``\\``; text after an unquoted `` #`` is a comment. In ``console``
+             blocks commands start with ``$ `` and the other lines are the output shown: each
+             shown line must match a line of the real output, in order, with digits, hex ids
+             and timestamps free (a line ``...`` skips); in a span tree also its bars and
+             column widths. (README.md's and docs/run.md's
              outputs are held closer still: tests/test_docs_run.py.)
              Other commands (``make``, ``curl``, ``docker``...) are not run.
 ``yaml``     ``yaml.safe_load``; with a ``promtool`` directive, checked by promtool.
@@ -358,6 +359,17 @@ GUIDE_SECTIONS = {
 }
 
 
+def test_no_block_a_reader_copies_needs_a_hidden_name():
+    """A hidden setup or check may define and read ``DOC_*`` names; a block the reader sees and
+    copies must run without them, so it never names one."""
+    uses = [
+        f"{b.where}: {name}"
+        for b in ALL_BLOCKS
+        for name in sorted(set(re.findall(r"\bDOC_[A-Z]+\b", b.code)))
+    ]
+    assert uses == []
+
+
 @pytest.mark.parametrize("section", sorted(GUIDE_SECTIONS))
 def test_guide_section_is_covered(section: str):
     page, heading = GUIDE_SECTIONS[section]
@@ -555,12 +567,14 @@ _TREE_GLYPHS_RE = re.compile(r"[█·]")
 
 
 def _tree_line_pattern(line: str) -> re.Pattern[str]:
-    """A line of a span tree: its trace id (8 hex digits), numbers, the bar of when each span ran
-    and the column widths (which follow the durations) match any value."""
+    """A line of a span tree: its trace id (8 hex digits), numbers, the unit of a duration, the
+    bar of when each span ran and the column widths (which follow the durations) match any value."""
     parts = []
     for token in line.split():
         if _TREE_GLYPHS_RE.fullmatch(token[:1]) and set(token) <= {"█", "·"}:
             parts.append("[█·]+")
+        elif token in ("µs", "ms", "s"):
+            parts.append("(?:µs|ms|s)")
         elif re.fullmatch(r"[0-9a-f]{8,}", token):
             parts.append("[0-9a-f]+")
         else:
@@ -687,22 +701,26 @@ def _run_background(
     )
 
 
-SHELL = _of("bash", "sh", "console")
+SHELL_LANGS = ("bash", "sh", "console")
+SHELL = _of(*SHELL_LANGS)
+
+
+def is_run(command: str) -> bool:
+    """A documented command the tests run: the kit's CLI, or ``python`` on a file of the page."""
+    return command.startswith(("tinyllm-instrument", "python "))
 
 
 @pytest.mark.parametrize("block", SHELL, ids=_ids(SHELL))
 def test_shell_block(block: Block, tmp_root: Path):
     skip_if_asked(block)
-    commands = [
-        (c, shown) for c, shown in shell_commands(block) if c.startswith("tinyllm-instrument")
-    ]
+    commands = [(c, shown) for c, shown in shell_commands(block) if is_run(c)]
     if not commands:
         # Nothing here is checked: the doc must say why with <!-- skip: reason -->, or use a
         # text block. A silent pass or skip would let such a block drift unseen.
         others = ", ".join(sorted({c.split()[0] for c, _ in shell_commands(block)})) or "nothing"
         pytest.fail(
-            f"{block.where}: a shell block with no tinyllm-instrument command (it runs {others}) "
-            "needs <!-- skip: reason --> or a text fence"
+            f"{block.where}: a shell block with no tinyllm-instrument or python command (it runs "
+            f"{others}) needs <!-- skip: reason --> or a text fence"
         )
     ws = workspace(block.page, tmp_root)
     ports = requested_ports(block)

@@ -1,8 +1,9 @@
 """README.md's and docs/run.md's commands print what the pages show, held closely.
 
 tests/test_docs.py runs every documented command and finds each shown line somewhere in order,
-any number free. Here, for the pages about ``tinyllm-instrument run``, each command block must be
-a ``console`` block that shows its output, and that output must be the real one: the shown
+any number free. Here, for the two pages a new user reads first, every command block (but the
+``make`` lines, checked with ``make -n``) must be a ``console`` block that shows its output, and
+that output must be the real one: the shown
 lines between two ``...`` lines appear as consecutive real lines, the first shown line is the
 first real one unless the block starts with ``...`` (the last likewise), and only ids (hex, 8
 digits or more), timings (durations, ISO timestamps, the bars of a span tree and the column
@@ -83,13 +84,13 @@ def check_output(shown: list[str], actual: list[str]) -> str | None:
     return None
 
 
-BLOCKS = [
-    b
-    for page in PAGES
-    for b in docs.parse_blocks(page)
-    if b.lang in ("bash", "sh", "console")
-    and any(c.startswith("tinyllm-instrument") for c, _ in docs.shell_commands(b))
+SHELL_BLOCKS = [b for page in PAGES for b in docs.parse_blocks(page) if b.lang in docs.SHELL_LANGS]
+#: Blocks of ``make`` lines: not run from here (``make test`` would run itself), but each line
+#: is a real target (test_the_make_lines_are_real_targets) and tests/test_examples.py runs the demo.
+MAKE_BLOCKS = [
+    b for b in SHELL_BLOCKS if all(c.startswith("make ") for c, _ in docs.shell_commands(b))
 ]
+BLOCKS = [b for b in SHELL_BLOCKS if b not in MAKE_BLOCKS]
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=docs._ids(BLOCKS))
@@ -101,8 +102,20 @@ def test_each_run_command_prints_what_the_page_shows(block: docs.Block, tmp_path
     ws = docs._prepare(tmp_path / "ws", block.page)
     ports = docs.requested_ports(block)
     expected_exit = int(block.directives.get("exit", "0"))
+    setup = None
+    if "setup" in block.directives:  # a server the commands talk to (its ports announced)
+        setup = docs.Background(ROOT / block.directives["setup"], ws)
+        ports.update(setup.ports)
+    try:
+        _run_commands(block, ws, ports, expected_exit)
+    finally:
+        if setup is not None:
+            setup.stop()
+
+
+def _run_commands(block: docs.Block, ws: Path, ports: dict[int, int], expected_exit: int) -> None:
     for command, shown in docs.shell_commands(block):
-        assert command.startswith("tinyllm-instrument"), f"{block.where}: `{command}` is not run"
+        assert docs.is_run(command), f"{block.where}: `{command}` is not run"
         assert [s for s in shown if s.strip() not in ("", "...")], (
             f"{block.where}: `{command}` shows no output"
         )
@@ -148,3 +161,37 @@ def test_the_comparison_frees_ids_timings_and_bars_only(shown, actual, ok):
     bar_shown = [s.replace("██··", "█" * 5 + "·" * 15) for s in shown]
     bar_actual = [a.replace("██··", "·" * 19 + "█") for a in actual]
     assert (check_output(bar_shown, bar_actual) is None) is ok
+
+
+def test_every_command_block_of_the_pages_is_run_here():
+    """No shell block of the two pages escapes: each is run above, or is make lines only."""
+    assert BLOCKS and MAKE_BLOCKS
+    for block in MAKE_BLOCKS:
+        assert "skip" in block.directives, block.where
+
+
+@pytest.mark.parametrize(
+    "command", [c for b in MAKE_BLOCKS for c, _ in docs.shell_commands(b)], ids=str
+)
+def test_the_make_lines_are_real_targets(command: str):
+    dry = subprocess.run(
+        [*command.split(), "-n", "PY=python", "STAMP=", "VENV=.venv"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert dry.returncode == 0, dry.stderr
+    wanted = {
+        "make demo": "python examples/demo.py",
+        "make demo SERVE=1": "python examples/demo.py --serve",
+        "make test": "python -m pytest -q",
+    }[command]
+    assert wanted in [line.strip() for line in dry.stdout.splitlines()], dry.stdout
+
+
+def test_the_quickstart_on_the_page_is_examples_quickstart():
+    """The README shows examples/quickstart.py whole, so the linked file and the page agree."""
+    [shown] = [b for b in docs.parse_blocks(ROOT / "README.md") if b.lang == "python"]
+    assert shown.code == (ROOT / "examples" / "quickstart.py").read_text()
+    assert "[examples/quickstart.py](examples/quickstart.py)" in (ROOT / "README.md").read_text()

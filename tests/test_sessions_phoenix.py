@@ -65,10 +65,10 @@ def test_every_span_of_a_call_inside_using_attributes_shows_the_session_in_phoen
     _answer, outside_trace = asyncio.run(turn("How do refunds work?", 0))
     shutdown_telemetry()  # everything exported before we look
 
-    spans = phoenix.wait_for_spans(project, count=14, timeout=60)
+    spans = phoenix.wait_for_spans(project, count=16, timeout=60)
     inside = [s for s in spans if s["context"]["trace_id"] == inside_trace]
     outside = [s for s in spans if s["context"]["trace_id"] == outside_trace]
-    expected = {"turn", "rag", "router", "retriever", "llm", "stream_answer",
+    expected = {"turn", "rag", "router", "retriever", "llm", "cite_sources", "stream_answer",
                 "another library's span"}  # fmt: skip
     assert {s["name"] for s in inside} == expected
     assert {s["name"] for s in outside} == expected

@@ -170,8 +170,9 @@ def test_one_sigterm_flushes_and_ends_an_app_whose_threads_never_end(how):
 def test_under_run_without_tracing_one_sigterm_still_ends_the_app(tmp_path):
     log_file = tmp_path / "app.log"
     app = _App(
-        [CLI, "run", "--log-format", "json", "--log-file", str(log_file), "forever_threads.py"]
-    )
+        [CLI, "run", "--no-tracing", "--log-format", "json", "--log-file", str(log_file),
+         "forever_threads.py"]
+    )  # fmt: skip
     app.expect("ready")
     _elapsed, rest, err = app.terminate()
     assert app.returncode == -signal.SIGTERM, err

@@ -378,15 +378,17 @@ def test_run_tracing_prints_a_tree_per_graph_run_of_an_unmodified_app():
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "\x1b" not in out and '"context"' not in out  # plain text, no JSON spans
-    # plain_app:* wraps main's run() too: it is the root, and each graph run a subtree of it.
-    (tree,) = re.split(r"^trace [0-9a-f]{8} · plain_app\n", out, flags=re.M)[1:]
-    rows = _fields(tree)
-    assert rows[0] == ["run", "T", "BAR", "ok"]
-    runs = [i for i, row in enumerate(rows) if row[0] in ("├─ answer", "└─ answer")]
+    # plain_app:* wraps main's run() too, but --graph answer makes each answer() call a trace of
+    # its own (linked to run's span): twelve trees of a graph run, and run's alone.
+    trees = [_fields(t) for t in re.split(r"^trace [0-9a-f]{8} · plain_app\n", out, flags=re.M)[1:]]
+    assert len(trees) == 13
+    assert [["run", "T", "BAR", "ok"]] in trees
+    runs = [t for t in trees if t[0][0] == "answer"]
     assert len(runs) == 12
-    for i in runs:
-        assert rows[i][1:] == ["T", "BAR", "ok"]  # the graph catches the model's failures
-        nodes = [re.sub(r"^[│ ]  [├└]─ ", "", row[0]) for row in rows[i + 1 : i + 4]]
+    rows = [row for t in runs for row in t]
+    for t in runs:
+        assert t[0][1:] == ["T", "BAR", "ok"]  # the graph catches the model's failures
+        nodes = [re.sub(r"^[├└]─ ", "", row[0]) for row in t[1:4]]
         assert nodes == ["route", "retrieve", "call_model"]
     model_calls = [row for row in rows if row[0].endswith("─ call_model")]
     assert len(model_calls) == 12

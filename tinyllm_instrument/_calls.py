@@ -243,6 +243,18 @@ class _Proxy(wrapt.FunctionWrapper):
 
     _self_lifecycle: CallLifecycle  # wrapt keeps _self_* names on the proxy, not the wrapped
 
+    # The annotation above gives this class an __annotations__ of its own, which hid the wrapped
+    # callable's (that wrapt forwards): get_type_hints(observed) saw _self_lifecycle, and
+    # LangGraph lost the input schema it reads from a generator node's first parameter.
+    # Defined after every annotation of the class body, which would otherwise write into it.
+    @property
+    def __annotations__(self) -> Any:
+        return self.__wrapped__.__annotations__
+
+    @__annotations__.setter
+    def __annotations__(self, value: Any) -> None:
+        self.__wrapped__.__annotations__ = value
+
     # wrapt looks this up on every binding of a subclass (obj.method); absent, the lookup raises
     # and clears an AttributeError each time (~0.5 us).
     __bound_function_wrapper__ = _BoundProxy

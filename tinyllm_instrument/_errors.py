@@ -54,7 +54,9 @@ class Stage:
 
 
 _reported: set[tuple[str, str]] = set()
-_lock = threading.Lock()
+# Re-entrant: an observed function in a signal handler may fail inside the kit while the
+# interrupted main thread holds this lock.
+_lock = threading.RLock()
 
 
 def report_internal_error(stage: str, exc: BaseException) -> None:

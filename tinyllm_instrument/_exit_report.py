@@ -23,8 +23,10 @@ from typing import Any
 from . import _config
 from ._children import guard_note
 from ._errors import Stage, report_internal_error
+from ._instrumentors import instrumentation_plan
 from ._patterns import TargetPattern, parse_pattern
 from .patching import _STATE
+from .presets import PRESETS, preset_plan
 
 __all__ = ["ENV_RUN_REPORT", "ExitReport", "child_listener", "new_report_file"]
 
@@ -186,7 +188,8 @@ class ExitReport:
         with _STATE.lock:
             models = dict(_STATE.label_models)
         lines = ["tinyllm-instrument plan:"]
-        if not view.patterns:
+        presets = preset_plan()
+        if not view.patterns and not presets:
             lines.append("  (no patterns)")
         for pattern in view.patterns:
             why = self.defaults.get(pattern.text)
@@ -206,12 +209,32 @@ class ExitReport:
                     line += "  (in a child process)"
                 lines.append(line)
             lines.extend(f"    {n}" for n in notes)
+        for text, entries in presets.items():
+            lines.extend(self._preset_lines(text, entries, view))
         for text, model, _given in self.models:
             lines.append(f"  model {text}={model}")
+        loaded = instrumentation_plan()
+        # Shown with a preset, whose calls' HTTP spans they make (a failure is warned anyway).
+        if loaded and presets:
+            lines.append("  OpenTelemetry instrumentations:")
+            lines.extend(f"    {name}: {what}" for name, what in sorted(loaded.items()))
         note = guard_note()
         if note is not None:  # children are not followed on this Python: say so here too
             lines.append("  " + note.removeprefix(_PREFIX))
         return lines
+
+    def _preset_lines(self, text: str, entries: list[str], view: _View) -> list[str]:
+        """A preset, what it covers, and what it wrapped here and in the children (or why not)."""
+        preset = PRESETS.get(text[1:])
+        lines = [f"  {text}" + (f"  ({preset.covers})" if preset is not None else "")]
+        shown = [f"    {entry}" for entry in entries]
+        for label in view.matched.get(text, []):  # told by a child
+            if label not in entries:
+                shown.append(f"    {label}  (in a child process)")
+        if not shown:
+            library = preset.distribution if preset is not None else text[1:]
+            shown.append(f"    matched nothing ({library} was never imported)")
+        return lines + shown
 
     # -- what matched nothing --------------------------------------------------------------------
 

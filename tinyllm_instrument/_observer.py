@@ -183,6 +183,7 @@ class _Observer(CallLifecycle):
         "in_graph_view",
         "handles",
         "_graph_attributes",
+        "control_flow",
     )
 
     def __init__(
@@ -200,6 +201,7 @@ class _Observer(CallLifecycle):
         kind: str | None = None,
         provider: str | None = None,
         new_trace: bool = False,
+        control_flow: tuple[type[BaseException], ...] = (),
     ) -> None:
         qualname, module = _code_location(func)
         for label, value in (
@@ -257,6 +259,9 @@ class _Observer(CallLifecycle):
         self.capture_output = capture_output
         self.model = model
         self.new_trace = new_trace
+        # Exceptions a library raises through the call to steer it (LangGraph's interrupt()):
+        # recorded as an interruption, not a failure.
+        self.control_flow = control_flow
         self.event_prefix = "graph.execution." if is_graph else "node.execution."
         self.genai = GenAIPlan(
             func,
@@ -497,7 +502,7 @@ class _Observer(CallLifecycle):
                     span.set_attributes(_stream_attributes(call))
                 if self.sees_items:
                     self._stream_end(call, end_ns)
-            if isinstance(exc, Exception):
+            if isinstance(exc, Exception) and not isinstance(exc, self.control_flow):
                 if recording:
                     record_error(span, exc)
                 if self.node is not None:

@@ -18,6 +18,7 @@ __all__ = [
     "parse_model",
     "parse_models",
     "parse_pattern",
+    "parse_preset_name",
     "parse_targets",
 ]
 
@@ -34,6 +35,7 @@ _MODULE_RE = re.compile(rf"^{_MODULE_PART}(\.{_MODULE_PART})*(\.\*)?$")
 _PATH_RE = re.compile(rf"^(\*|{_IDENT}(\.{_IDENT})*(\.\*)?)$")
 # A model name: what a provider calls it ("gpt-4o-mini", "models/gemini-1.5-pro"); no comma
 # (the environment twin is comma-separated), no space, no control character.
+_PRESET_RE = re.compile(r"^@[a-z][a-z0-9_]*$")
 _MODEL_RE = re.compile(r"^[^\s,\x00-\x1f\x7f]+$")
 
 
@@ -135,23 +137,43 @@ def parse_pattern(text: str) -> TargetPattern:
 
 
 def parse_targets(value: str | Iterable[str] | None) -> list[str]:
-    """Split a comma-separated ``TINYLLM_INSTRUMENT_TARGETS`` value (or a list) into patterns.
+    """Split a comma-separated ``TINYLLM_INSTRUMENT_TARGETS`` value (or a list) into patterns and
+    preset names (``@openai``).
 
     Raises:
         ValueError: one of them is not a valid pattern.
 
     Example:
-        >>> parse_targets("app:*, tools.*:*, !app:main")
-        ['app:*', 'tools.*:*', '!app:main']
+        >>> parse_targets("app:*, tools.*:*, !app:main, @openai")
+        ['app:*', 'tools.*:*', '!app:main', '@openai']
     """
     if value is None:
         return []
     items = value.split(",") if isinstance(value, str) else list(value)
     out = []
     for item in items:
-        if item.strip():
+        if isinstance(item, str) and item.strip().startswith("@"):
+            out.append(parse_preset_name(item))
+        elif item.strip():
             out.append(parse_pattern(item).text)
     return out
+
+
+def parse_preset_name(text: str) -> str:
+    """``" @openai "`` -> ``"@openai"``: the form of a preset name (whether it is known is the
+    registry's to say, see :func:`tinyllm_instrument.presets.parse_preset`).
+
+    Raises:
+        ValueError: not ``@NAME`` (lower-case letters, digits and ``_``).
+
+    Example:
+        >>> parse_preset_name("@openai")
+        '@openai'
+    """
+    cleaned = text.strip()
+    if not _PRESET_RE.match(cleaned):
+        raise ValueError(f"preset {text!r} is not valid; use @NAME such as @openai")
+    return cleaned
 
 
 def parse_model(text: str) -> tuple[str, str]:

@@ -37,6 +37,7 @@ from ._children import (
     take_over_main,
 )
 from ._exit_report import ENV_RUN_REPORT, ExitReport, child_listener, new_report_file
+from ._instrumentors import ENV_OTEL_INSTRUMENTATIONS, load_instrumentations
 from ._patterns import parse_models
 from ._program import Program, RunError, module_program, run_main, script_program
 from ._rewrite import entry_points
@@ -50,11 +51,13 @@ from .patching import (
     parse_pattern,
     parse_targets,
 )
+from .presets import set_listener as set_preset_listener
 from .redaction import safe_text
 
 __all__ = [
     "ENV_BOOTSTRAP",
     "ENV_DEFAULT_TARGETS",
+    "ENV_OTEL_INSTRUMENTATIONS",
     "ENV_PARENT_GRAPH",
     "RunError",
     "RunOptions",
@@ -137,6 +140,7 @@ class RunOptions:
     service_name: str | None = None
     graph: str | None = None
     print_plan: bool = False
+    otel_instrumentations: bool = True
     extra_env: Mapping[str, str] = field(default_factory=dict)
     origins: Mapping[str, str] = field(default_factory=dict)
 
@@ -170,6 +174,7 @@ class RunOptions:
             ENV_EXPORTER: exporter,
             ENV_OTLP_PROTOCOL: self.otlp_protocol,
             ENV_SAMPLING_RATE: repr(self.sampling_rate),
+            ENV_OTEL_INSTRUMENTATIONS: "1" if self.otel_instrumentations else "0",
         }
         optional = {
             ENV_OTLP_ENDPOINT: self.otlp_endpoint,
@@ -204,6 +209,7 @@ class RunOptions:
             service_name=_config.env_str(ENV_SERVICE_NAME, None, env),
             graph=_config.env_str(ENV_GRAPH, None, env),
             models=tuple(parse_models(_config.env_str(ENV_MODELS, None, env)).items()),
+            otel_instrumentations=_config.env_bool(ENV_OTEL_INSTRUMENTATIONS, True, env),
         )
 
 
@@ -258,6 +264,8 @@ def _configure_kit(options: RunOptions, *, child: bool, default_service: str) ->
             else:
                 configure_telemetry(config)
         instrument(*options.targets, graph=options.graph, models=dict(options.models))
+        if enabled and options.otel_instrumentations:
+            load_instrumentations()  # on the kit's provider, global by now
     except (ValueError, OSError) as exc:
         raise RunError(str(exc)) from None
     if child or options.metrics_port is None:
@@ -485,9 +493,7 @@ def _exit_report(
     else:
         path = report.children_file
         if hasattr(os, "register_at_fork"):  # POSIX: a forked child tells the run what matches
-            os.register_at_fork(
-                after_in_child=lambda: setattr(_STATE, "listener", child_listener(path))
-            )
+            os.register_at_fork(after_in_child=lambda: _tell_run(child_listener(path)))
     atexit.register(report)
     return report
 
@@ -513,7 +519,7 @@ def bootstrap_child() -> None:
     try:
         report_file = _config.env_str(ENV_RUN_REPORT)
         if report_file is not None:  # tell the run what the patterns match here
-            _STATE.listener = child_listener(report_file)
+            _tell_run(child_listener(report_file))
         options = RunOptions.from_env()
         name = _stem(sys.argv[0] if sys.argv else "")
         _configure_kit(options, child=True, default_service=name or "python")
@@ -523,6 +529,12 @@ def bootstrap_child() -> None:
             take_over_main(_child_program)
     except Exception as exc:
         print(f"tinyllm-instrument: child process not instrumented: {exc}", file=sys.stderr)
+
+
+def _tell_run(listener: Callable[[str, str, Any], None]) -> None:
+    """In a child: what the patterns and presets wrap here is told to the run, by ``listener``."""
+    _STATE.listener = listener
+    set_preset_listener(listener)
 
 
 def _stem(path: str) -> str:

@@ -12,6 +12,7 @@ from . import _config
 from ._errors import Stage, report_internal_error
 from .events import EventCategory, EventSeverity, emit_event, get_event_emitter
 from .metrics import get_metrics_collector
+from .redaction import safe_str
 
 __all__ = ["REDIS_LOOKUPS", "instrument_cache"]
 
@@ -25,10 +26,7 @@ _MAX_KEY_CHARS = 128
 
 
 def _key_text(key: object) -> str:
-    try:
-        text = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
-    except Exception:
-        text = f"<unprintable {type(key).__name__}>"
+    text = key.decode("utf-8", "replace") if isinstance(key, bytes) else safe_str(key)
     return text[:_MAX_KEY_CHARS]
 
 

@@ -255,6 +255,8 @@ def observe_as(
     model: str | None = None,
     kind: str | None = None,
     new_trace: bool = False,
+    node: str | None = None,
+    control_flow: tuple[type[BaseException], ...] = (),
 ) -> Any:
     """Observe ``func`` in a role chosen when decorating, or per call (for ``instrument()``).
 
@@ -270,12 +272,19 @@ def observe_as(
         kind: as ``@observe(kind=...)``, for the node role (a graph is a ``chain``).
         new_trace: as ``@observe(new_trace=True)``, for the graph role: each graph call made
             inside another observed call is the root of a trace of its own, linked to it.
+        node: the node name for the node role (default: the qualname), as ``@observe(node=)``:
+            a preset names a node by what the library calls it (a LangGraph graph node name).
+        control_flow: exception types the wrapped library raises through the call to steer
+            it, not as failures (LangGraph's ``GraphInterrupt``): such a call ends with
+            ``tinyllm.interrupted`` set to the type's name, no error status and no error
+            metrics; the exception passes on unchanged.
 
     Returns:
         The observed callable, as :func:`observe` returns it.
 
     Raises:
-        ValueError: an unknown role, kind, or a model that is not a non-empty string.
+        ValueError: an unknown role, kind, a model or node that is not a non-empty string, or
+            a ``control_flow`` that is not a tuple of exception types.
         TypeError: ``func`` is not callable.
 
     Example:
@@ -284,12 +293,21 @@ def observe_as(
     _check_callable(func)
     if role not in (NODE, GRAPH, GRAPH_OR_NODE):
         raise ValueError(f"role={role!r}: use NODE, GRAPH or GRAPH_OR_NODE")
+    if not isinstance(control_flow, tuple) or not all(
+        isinstance(t, type) and issubclass(t, BaseException) for t in control_flow
+    ):
+        raise ValueError(f"control_flow={control_flow!r}: use a tuple of exception types")
     call_kind = kind_of(func)
     graph_name = graph or _code_location(func)[0]
     no_options: dict[str, Any] = dict(
-        name=None, attributes=None, capture_input=False, capture_output=False, model=model
+        name=None,
+        attributes=None,
+        capture_input=False,
+        capture_output=False,
+        model=model,
+        control_flow=control_flow,
     )
-    as_node = _Observer(func, call_kind, node=None, graph=None, kind=kind, **no_options)
+    as_node = _Observer(func, call_kind, node=node, graph=None, kind=kind, **no_options)
     as_graph = _Observer(
         func, call_kind, node=None, graph=graph_name, new_trace=new_trace, **no_options
     )

@@ -50,6 +50,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from wrapt.importer import ImportHookFinder
 
 from . import _config
+from . import presets as _presets
 from ._errors import KIT_LOGGER_NAME, Stage, report_internal_error
 from ._patterns import PATTERN_FORMS, TargetPattern, parse_models, parse_pattern, parse_targets
 from .observe import GRAPH, GRAPH_OR_NODE, NODE, observe_as
@@ -131,7 +132,8 @@ def instrumented_patterns() -> list[str]:
 
 
 def get_instrumentation_plan() -> dict[str, list[str]]:
-    """For each active pattern, what it wrapped so far (``module:qualname``) and what it skipped.
+    """For each active pattern and preset, what it wrapped so far (``module:qualname``) and what it
+    skipped (a preset whose library is missing: ``"skipped: openai is not installed"``).
 
     Skipped entries start with ``"skipped "``; an exclusion's entries start with ``"removed "``,
     one per callable it kept another pattern from wrapping. An empty list means nothing matched
@@ -150,7 +152,8 @@ def get_instrumentation_plan() -> dict[str, list[str]]:
             if pattern.exclude:
                 matched = [f"removed {label}" for label in matched]
             plan[text] = list(matched) + list(_STATE.notes.get(text, []))
-        return plan
+    plan.update(_presets.preset_plan())
+    return plan
 
 
 def get_model_plan() -> dict[str, str]:
@@ -222,10 +225,9 @@ def _new_wrapper(raw: Any, qualname: str, label: str, patch: _Patch) -> _Patched
     model = _model_for(label)
     if model is not None:
         _STATE.label_models[label] = model
-    # MODEL CALL SITE: `model` is the name --model / instrument(models=) gives this callable. It
-    # reaches the span and the request and token metrics once observe_as(..., model=) exists:
-    # pass it on to _make_wrapper there. Until then it is in the plan only (get_model_plan).
-    return _make_wrapper(raw, qualname, label, patch)
+    # The model --model / instrument(models=) names labels the span and the request and token
+    # metrics, as @observe(model=) does; without one, a result that names its model labels them.
+    return _make_wrapper(raw, qualname, label, patch, model)
 
 
 def _names_defined_in(module: ModuleType) -> list[str]:
@@ -284,7 +286,9 @@ def _is_graph_name(graph: str, qualname: str, label: str) -> bool:
     return graph == qualname or graph == label
 
 
-def _make_wrapper(target: Any, qualname: str, label: str, patch: _Patch) -> Any:
+def _make_wrapper(
+    target: Any, qualname: str, label: str, patch: _Patch, model: str | None = None
+) -> Any:
     """Wrap ``target``: a graph when called outside any graph (or when named), else a node."""
     graph = _STATE.graph
     if graph is None:
@@ -298,7 +302,11 @@ def _make_wrapper(target: Any, qualname: str, label: str, patch: _Patch) -> Any:
         # After uninstrument, references taken while patched become plain pass-throughs.
         return patch.active
 
-    wrapper = observe_as(target, role, graph=qualname, is_active=active)
+    # A named graph called inside a wrapped main() or loop is still one trace per call, linked
+    # to the enclosing span (issue 17 point 3); the first-on-the-stack role is a root anyway.
+    wrapper = observe_as(
+        target, role, graph=qualname, is_active=active, model=model, new_trace=role == GRAPH
+    )
     inner = _unwrapped(wrapper)
     _INSTALLED[id(inner)] = inner
     return wrapper
@@ -484,9 +492,11 @@ def instrument(
 
     Args:
         *patterns: ``module:function``, ``module:Class.method``, ``module:*``, ``module:Class.*`` or
-            ``package.*:*``; with a leading ``!``, an exclusion: what it matches is not wrapped
-            by the other patterns (and is unwrapped if they wrapped it already). A pattern whose
-            module is never imported is not an error; see :func:`get_instrumentation_plan`.
+            ``package.*:*``, or a preset ``@NAME`` (``@openai``, see
+            :mod:`tinyllm_instrument.presets`); with a leading ``!``, an exclusion: what it
+            matches is not wrapped by the other patterns (and is unwrapped if they wrapped it
+            already). A pattern whose module is never imported is not an error; see
+            :func:`get_instrumentation_plan`.
         graph: the qualname (or ``module:qualname``) of the callable that is the graph; by default
             a wrapped call made outside any graph is one. Applies to callables wrapped from now on.
         models: ``{PATTERN: MODEL}``: the model of each callable PATTERN selects among those the
@@ -494,13 +504,18 @@ def instrument(
             :func:`get_model_plan`. Applies to callables wrapped from now on.
 
     Raises:
-        ValueError: a pattern or a model assignment is malformed.
+        ValueError: a pattern or a model assignment is malformed, or a preset is unknown (the
+            message lists the known ones); nothing is instrumented then.
 
     Example:
         >>> import tinyllm_instrument
         >>> tinyllm_instrument.instrument("myapp.agents:*", "myapp.tools.*:*", "!myapp.agents:main")
+        >>> tinyllm_instrument.instrument("@openai")
     """
-    parsed = [parse_pattern(p) for p in patterns]
+    preset_names = [p for p in patterns if _presets.is_preset(p)]
+    for name in preset_names:
+        _presets.parse_preset(name)  # an unknown preset: nothing is instrumented
+    parsed = [parse_pattern(p) for p in patterns if not _presets.is_preset(p)]
     if graph is not None and (not isinstance(graph, str) or not graph.strip()):
         raise ValueError(f"graph={graph!r} must be a non-empty qualname such as 'answer'")
     if models is not None and not isinstance(models, Mapping):
@@ -524,6 +539,7 @@ def instrument(
         if any(p.submodules for p in todo) and _STATE.finder is None:
             _STATE.finder = _SubmoduleFinder()
             sys.meta_path.insert(0, _STATE.finder)
+    _presets.enable_presets(preset_names)
     for pattern in todo:
         _apply_everywhere(pattern)
         if not _STATE.matched.get(pattern.text):
@@ -576,7 +592,15 @@ def uninstrument(*patterns: str) -> None:
     Example:
         >>> uninstrument("myapp.agents:*")
     """
-    texts = [parse_pattern(p).text for p in patterns] if patterns else list(_STATE.patterns.keys())
+    preset_names = [p for p in patterns if _presets.is_preset(p)]
+    _presets.disable_presets(preset_names if patterns else None)
+    if patterns and len(preset_names) == len(patterns):
+        return
+    texts = (
+        [parse_pattern(p).text for p in patterns if not _presets.is_preset(p)]
+        if patterns
+        else list(_STATE.patterns.keys())
+    )
     with _STATE.lock:
         lifted = [p for t in texts if (p := _STATE.patterns.get(t)) is not None and p.exclude]
         for text in texts:

@@ -27,10 +27,8 @@ spans whose root never arrived are printed as incomplete trees rather than lost.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
-import weakref
 from collections.abc import Iterable, Sequence
 from typing import IO
 
@@ -39,6 +37,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import StatusCode
 
 from . import _config
+from ._atfork import call_in_forked_children
 
 __all__ = [
     "BAR_WIDTH",
@@ -128,15 +127,7 @@ class TreeSpanExporter(SpanExporter):
         self._closed = False
         #: Spans dropped because the buffer of unfinished traces was full.
         self.dropped_spans = 0
-        if hasattr(os, "register_at_fork"):
-            weak = weakref.WeakMethod(self._after_fork)
-
-            def after_in_child() -> None:
-                method = weak()
-                if method is not None:
-                    method()
-
-            os.register_at_fork(after_in_child=after_in_child)
+        call_in_forked_children(self._after_fork)
 
     def _after_fork(self) -> None:
         # The parent's unfinished traces are the parent's to print; the child starts empty, with

@@ -19,6 +19,7 @@ from .._runner import (
     ENV_LOG_LEVEL,
     ENV_METRICS_HOST,
     ENV_METRICS_PORT,
+    ENV_OTEL_INSTRUMENTATIONS,
     ENV_OTLP_ENDPOINT,
     ENV_OTLP_PROTOCOL,
     ENV_PRINT_PLAN,
@@ -32,6 +33,7 @@ from .._runner import (
 )
 from ..logging import LOG_FORMATS, LOG_LEVELS
 from ..patching import ENV_GRAPH, ENV_MODELS, ENV_TARGETS
+from ..presets import is_preset, parse_preset
 from ..telemetry import EXPORTERS, OTLP_PROTOCOLS, TelemetryConfig
 from . import cli
 from ._options import OneLineUsageError
@@ -160,6 +162,8 @@ class _Pattern(_Listed):
     name = "PATTERN"
 
     def check(self, value: str) -> str:
+        if is_preset(value):
+            return parse_preset(value)  # its ValueError names the known presets
         try:
             return parse_pattern(value).text
         except ValueError:
@@ -258,9 +262,10 @@ class _RunCommand(click.Command):
     multiple=True,
     envvar=ENV_TARGETS,
     help="Wrap what PATTERN selects (repeatable): module:function, module:Class.method, "
-    "module:*, module:Class.*, package.*:*; !PATTERN excludes what it matches. The program's "
+    "module:*, module:Class.*, package.*:*; !PATTERN excludes what it matches; @NAME is a "
+    "preset: @openai, @anthropic or @langgraph wrap that library's calls. The program's "
     "own module is its file stem as written (app for app.py, my-agent for my-agent.py) or its "
-    "-m name. A pattern that is not an exclusion replaces the default targets. "
+    "-m name. A pattern that is not an exclusion replaces the default targets; so does a preset. "
     "Env: TINYLLM_INSTRUMENT_TARGETS, comma-separated.",
 )
 @click.option(
@@ -374,6 +379,17 @@ class _RunCommand(click.Command):
     help="At exit, print on stderr what each pattern matched. (A pattern, --graph or --model "
     "that matched nothing is said at exit in any case, one line each.)",
 )
+@click.option(
+    "--otel-instrumentations/--no-otel-instrumentations",
+    default=True,
+    type=_Bool(),
+    envvar=ENV_OTEL_INSTRUMENTATIONS,
+    help="With tracing on, load every installed OpenTelemetry instrumentation (the "
+    "opentelemetry_instrumentor entry points: opentelemetry-instrumentation-httpx, requests, "
+    "fastapi...) on the kit's provider, as opentelemetry-instrument does; "
+    "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=name,... leaves some out. --print-plan says what "
+    "each became. Env: TINYLLM_INSTRUMENT_OTEL_INSTRUMENTATIONS=0 turns it off.",
+)
 @click.option("-m", "module", metavar="MODULE", help="Run a module, as python -m does.")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="(SCRIPT | -m MODULE) [ARGS]...")
 @click.pass_context
@@ -395,6 +411,7 @@ def run(
     service_name: str | None,
     graph: str | None,
     print_plan: bool,
+    otel_instrumentations: bool,
     module: str | None,
     args: tuple[str, ...],
 ) -> None:
@@ -443,6 +460,7 @@ def run(
         service_name=service_name,
         graph=graph,
         print_plan=print_plan,
+        otel_instrumentations=otel_instrumentations,
         origins=origins,
     )
     try:

@@ -376,7 +376,8 @@ def read_result(result: Any) -> LLMResult | None:
     """Read what a call's result says about the LLM call; None when it says nothing.
 
     Args:
-        result: what the decorated function returned (or a stream's final response).
+        result: what the decorated function returned (or a stream's final response), or an
+            `LLMResult` read already (it is returned as it is).
 
     Returns:
         An `LLMResult`, or None for a plain value (None, str, numbers, lists...), a dict with
@@ -393,6 +394,8 @@ def read_result(result: Any) -> LLMResult | None:
     cls = type(result)
     if cls in _PLAIN:
         return None
+    if cls is LLMResult:  # read already (a stream's items, gathered by its caller)
+        return result
     try:
         if cls is dict:
             usage = result.get("usage")

@@ -7,12 +7,12 @@ that calls ``random.seed(42)`` for its own reproducibility gets the same trace i
 
 from __future__ import annotations
 
-import os
 import random
-import weakref
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace.id_generator import IdGenerator
+
+from .._atfork import call_in_forked_children
 
 __all__ = ["KitIdGenerator"]
 
@@ -33,15 +33,7 @@ class KitIdGenerator(IdGenerator):
     def __init__(self) -> None:
         self._random = random.Random()  # no seed: the OS's entropy
         self._bits = self._random.getrandbits
-        if hasattr(os, "register_at_fork"):
-            weak = weakref.WeakMethod(self.reseed)
-
-            def after_in_child() -> None:
-                method = weak()
-                if method is not None:
-                    method()
-
-            os.register_at_fork(after_in_child=after_in_child)
+        call_in_forked_children(self.reseed)
 
     def reseed(self) -> None:
         """Draw a new seed from the OS (done in every forked child)."""

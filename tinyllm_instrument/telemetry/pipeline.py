@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -16,6 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from .._atfork import call_in_forked_children
 from .._errors import KIT_LOGGER_NAME, Stage, report_internal_error
 from .config import TelemetryConfig
 from .drops import DropLedger, DropReport, count_exported, merged
@@ -67,15 +66,7 @@ class ExportPipeline(SpanProcessor):
         self._hint: str | None = getattr(exporter, "check_hint", None)
         self._ledger = DropLedger(self._hint)
         self._init_runtime()
-        if hasattr(os, "register_at_fork"):
-            weak = weakref.WeakMethod(self._after_fork)
-
-            def after_in_child() -> None:
-                method = weak()
-                if method is not None:
-                    method()
-
-            os.register_at_fork(after_in_child=after_in_child)
+        call_in_forked_children(self._after_fork)
 
     def _init_runtime(self) -> None:
         self._queue: deque[ReadableSpan] = deque()

@@ -12,7 +12,6 @@ This module imports the SDK; :mod:`.provider` imports it only when a provider is
 
 from __future__ import annotations
 
-import os
 import threading
 import weakref
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 
+from .._atfork import call_in_forked_children
 from .config import TelemetryConfig
 from .ids import KitIdGenerator
 from .sampling import KitSampler
@@ -135,15 +135,7 @@ class KitTracerProvider(trace.TracerProvider):
         self._ids = KitIdGenerator()
         self._add, self._flush, self._shutdown = add_span_processor, flush, shutdown
         self._sdk = self._build(sampler, resource)
-        if hasattr(os, "register_at_fork"):
-            weak = weakref.WeakMethod(self._after_fork_in_child)
-
-            def after_in_child() -> None:
-                method = weak()
-                if method is not None:
-                    method()
-
-            os.register_at_fork(after_in_child=after_in_child)
+        call_in_forked_children(self._after_fork_in_child)
 
     def _after_fork_in_child(self) -> None:
         # Another thread of the parent may have held it at the fork: the child's copy would stay
