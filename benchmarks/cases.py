@@ -7,6 +7,10 @@ of span pipeline: a ``BatchSpanProcessor`` feeding an exporter that drops what i
 
 A *mode* is the process-wide configuration a case needs; ``set_mode`` switches it in place:
 
+The ``otel_stock`` case alone runs on a provider of its own, not the kit's: a stock SDK
+``TracerProvider`` (``ALWAYS_ON``, a ``BatchSpanProcessor`` on the same dropping exporter), the
+reference an app without the kit pays for a span.
+
 - ``full``: tracing on, ``sampling_rate=1.0``, kit enabled, logging at INFO to os.devnull, the
   default event handlers (which take INFO and above).
 - ``sampled_out``: as ``full`` but ``sampling_rate=0.0`` (metrics are still counted); the kit's
@@ -31,8 +35,9 @@ import structlog
 import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from prometheus_client import CollectorRegistry, Histogram
 
 import tinyllm_instrument
@@ -50,6 +55,7 @@ CASES: dict[str, tuple[str, str]] = {
     "bare": ("full", "bare call"),
     "wrapt": ("full", "wrapt pass-through"),
     "otel": ("full", "raw OTel span (always on)"),
+    "otel_stock": ("full", "raw OTel span, stock SDK provider (ALWAYS_ON + BatchSpanProcessor)"),
     "otel_off": ("always_off", "raw OTel, sampler ALWAYS_OFF"),
     "otel_attrs": (
         "full",
@@ -67,6 +73,14 @@ REFERENCES: dict[str, tuple[str, float | None]] = {
     "observe": ("otel", 1.0),
     "observe_sampled_out": ("otel_off", 1.0),
     "observe_disabled": ("wrapt", 1.2),
+}
+#: case -> (second reference, target): the raw span on a provider the kit has not touched.
+STOCK_REFERENCES: dict[str, tuple[str, float | None]] = {"observe": ("otel_stock", 1.0)}
+#: Targets that differ by kind: a generator's span is made current around each item it yields
+#: (never in the consumer), which a raw span held across the iteration does not do.
+KIND_TARGETS: dict[tuple[str, str], float] = {
+    ("generator", "observe"): 1.3,
+    ("generator", "observe_sampled_out"): 1.3,
 }
 
 
@@ -88,6 +102,7 @@ class DropSpanExporter(SpanExporter):
 
 
 _EXPORTER: DropSpanExporter | None = None
+_STOCK_PROVIDER: Any = None
 _PROCESSOR: BatchSpanProcessor | None = None
 _DEVNULL: Any = None
 _MODE: str | None = None
@@ -108,10 +123,13 @@ def setup_kit() -> DropSpanExporter:
 
 def teardown_kit() -> None:
     """Undo ``setup_kit`` (for the smoke test, which shares a process with the unit tests)."""
-    global _EXPORTER, _PROCESSOR, _DEVNULL, _MODE
+    global _EXPORTER, _PROCESSOR, _DEVNULL, _MODE, _STOCK_PROVIDER
     from tinyllm_instrument.logging import reset_logging
     from tinyllm_instrument.telemetry import remove_span_processor, reset_telemetry
 
+    if _STOCK_PROVIDER is not None:
+        _STOCK_PROVIDER.shutdown()
+        _STOCK_PROVIDER = None
     if _PROCESSOR is not None:
         remove_span_processor(_PROCESSOR)
         _PROCESSOR.shutdown()
@@ -188,6 +206,22 @@ def _tracer() -> trace.Tracer:
     return trace.get_tracer_provider().get_tracer("benchmarks")
 
 
+def _stock_tracer() -> trace.Tracer:
+    """A tracer of a plain SDK provider, as an app without the kit has one: ALWAYS_ON sampler,
+    a BatchSpanProcessor feeding an exporter that drops what it gets. Not the global provider."""
+    global _STOCK_PROVIDER
+    if _STOCK_PROVIDER is None:
+        _STOCK_PROVIDER = TracerProvider(sampler=ALWAYS_ON, shutdown_on_exit=False)
+        _STOCK_PROVIDER.add_span_processor(BatchSpanProcessor(setup_kit()))
+    return _STOCK_PROVIDER.get_tracer("benchmarks-stock")
+
+
+def flush_stock() -> None:
+    """Export what the stock provider's BatchSpanProcessor holds (for the smoke test)."""
+    if _STOCK_PROVIDER is not None:
+        _STOCK_PROVIDER.force_flush()
+
+
 _NAIVE_REGISTRY = CollectorRegistry()
 _NAIVE_HIST = Histogram(
     "bench_naive_duration_seconds", "naive four-pillar", ["node", "graph"], registry=_NAIVE_REGISTRY
@@ -260,12 +294,15 @@ def _naive_gen(func: Callable[..., Any], name: str) -> Callable[..., Any]:
 
 
 def _otel_gen(
-    func: Callable[..., Any], name: str, attributes: dict[str, Any] | None = None
+    func: Callable[..., Any],
+    name: str,
+    attributes: dict[str, Any] | None = None,
+    tracer: trace.Tracer | None = None,
 ) -> Callable[..., Any]:
     # start_as_current_span as a decorator would end the span when the generator is created;
     # the raw equivalent keeps it open around the iteration (and, unlike @observe, leaves it
     # current in the consumer between items).
-    tracer = _tracer()
+    tracer = tracer or _tracer()
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         with tracer.start_as_current_span(name, attributes=attributes):
@@ -311,6 +348,8 @@ def _decorated(kind: str, case: str) -> Any:
             deco: Callable[[Any], Any] = _wrapt
         elif case in ("otel", "otel_off", "otel_sampled_out"):
             deco = _tracer().start_as_current_span(name)
+        elif case == "otel_stock":
+            deco = _stock_tracer().start_as_current_span(name)
         elif case == "otel_attrs":
             deco = _tracer().start_as_current_span(name, attributes=_kit_attributes(name))
         elif case == "naive":
@@ -337,6 +376,10 @@ def _decorated(kind: str, case: str) -> Any:
         if kind == "generator":
             return _otel_gen(body, name)
         return _tracer().start_as_current_span(name)(body)
+    if case == "otel_stock":
+        if kind == "generator":
+            return _otel_gen(body, name, tracer=_stock_tracer())
+        return _stock_tracer().start_as_current_span(name)(body)
     if case == "otel_attrs":
         if kind == "generator":  # like for like: also keeps the span out of the consumer
             return _otel_gen_per_item(body, name, _kit_attributes(name))

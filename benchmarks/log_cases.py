@@ -30,7 +30,7 @@ from typing import Any
 import structlog
 from opentelemetry.sdk.trace import TracerProvider
 
-from tinyllm_instrument._context import CURRENT_GRAPH, CURRENT_NODE
+from tinyllm_instrument._context import CURRENT_CALL
 from tinyllm_instrument.logging import configure_logging, get_logger
 from tinyllm_instrument.redaction import get_redaction_policy
 
@@ -74,13 +74,12 @@ class LogRunner:
 
 @contextlib.contextmanager
 def _in_a_node(tracer: Any) -> Iterator[None]:
-    node, graph = CURRENT_NODE.set("retrieve"), CURRENT_GRAPH.set("rag")
+    scope = CURRENT_CALL.set(("retrieve", "rag", None))
     try:
         with tracer.start_as_current_span("retrieve"):
             yield
     finally:
-        CURRENT_GRAPH.reset(graph)
-        CURRENT_NODE.reset(node)
+        CURRENT_CALL.reset(scope)
 
 
 def make_log_runner(case: str, restore: Callable[[], None]) -> LogRunner:

@@ -139,7 +139,7 @@ def test_malformed_usage_field(tinyllm_capture):
 
 
 def test_a_kit_failure_in_the_span_machinery_is_isolated(tinyllm_capture, monkeypatch):
-    observe_module = __import__("importlib").import_module("tinyllm_instrument.observe")
+    observe_module = __import__("importlib").import_module("tinyllm_instrument._observer")
 
     def broken_tracer():
         raise RuntimeError("tracer down")

@@ -527,7 +527,7 @@ def test_completed_severity_is_configurable(tinyllm_capture):
 
 def test_no_event_is_built_when_no_handler_wants_its_severity(tinyllm_capture, monkeypatch):
     # importlib: the package re-exports the decorator under the submodule's name
-    observe_module = importlib.import_module("tinyllm_instrument.observe")
+    observe_module = importlib.import_module("tinyllm_instrument._observer")
 
     emitter = get_event_emitter()
     for handler in list(emitter.handlers):
@@ -696,6 +696,30 @@ def test_generator_span_covers_first_next_to_exhaustion_with_first_item_and_coun
     labels = {"node": "gen", "graph": "none"}
     assert tinyllm_capture.sample("tinyllm_node_time_to_first_item_seconds_count", labels) == 1
     assert tinyllm_capture.sample("tinyllm_node_execution_duration_seconds_count", labels) == 1
+
+
+def test_time_to_first_item_lands_in_its_bucket_and_sum(tinyllm_capture):
+    import time
+
+    from tinyllm_instrument.metrics import TIME_TO_FIRST_ITEM_BUCKETS
+
+    @observe(node="slow_start")
+    def gen():
+        time.sleep(0.03)
+        yield "a"
+        yield "b"
+
+    assert list(gen()) == ["a", "b"]
+    seconds = tinyllm_capture.span("slow_start").attributes["tinyllm.time_to_first_item_ms"] / 1000
+    assert seconds >= 0.03
+    labels = {"node": "slow_start", "graph": "none"}
+    name = "tinyllm_node_time_to_first_item_seconds"
+    assert tinyllm_capture.sample(f"{name}_count", labels) == 1
+    assert tinyllm_capture.sample(f"{name}_sum", labels) == pytest.approx(seconds, abs=1e-6)
+    for bound in TIME_TO_FIRST_ITEM_BUCKETS:
+        le = "+Inf" if bound == float("inf") else str(float(bound))
+        got = tinyllm_capture.sample(f"{name}_bucket", {**labels, "le": le})
+        assert got == (1 if seconds <= bound else 0), (bound, seconds, got)
 
 
 def test_breaking_out_of_a_generator_is_closed_early_not_an_error(tinyllm_capture):

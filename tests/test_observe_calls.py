@@ -22,7 +22,7 @@ from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 
 from tinyllm_instrument import instrument, observe, uninstrument
-from tinyllm_instrument._context import CURRENT_GRAPH, CURRENT_MODEL, CURRENT_NODE
+from tinyllm_instrument._context import CURRENT_CALL, NO_CALL
 from tinyllm_instrument.logging import configure_logging
 
 SECRET = "sk-proj-Zq9abcdefghijklmnopqrstuvwx"
@@ -30,10 +30,7 @@ SECRET = "sk-proj-Zq9abcdefghijklmnopqrstuvwx"
 
 def _nothing_current() -> bool:
     return (
-        CURRENT_NODE.get() is None
-        and CURRENT_GRAPH.get() is None
-        and CURRENT_MODEL.get() is None
-        and not trace.get_current_span().get_span_context().is_valid
+        CURRENT_CALL.get() == NO_CALL and not trace.get_current_span().get_span_context().is_valid
     )
 
 
@@ -178,7 +175,7 @@ def _break_the_tracer(monkeypatch):
     def broken_tracer():
         raise RuntimeError("tracer down")
 
-    monkeypatch.setattr(sys.modules["tinyllm_instrument.observe"], "get_tracer", broken_tracer)
+    monkeypatch.setattr(sys.modules["tinyllm_instrument._observer"], "get_tracer", broken_tracer)
 
 
 class UserError(Exception):
@@ -621,3 +618,29 @@ def test_countless_distinct_signatures_keep_working_without_growing_the_line_cac
         exec(f"def f(p{i}, q=1):\n    return p{i} + q\n", namespace)
         assert observe(namespace["f"])(i) == i + 1
     assert ours() - before <= 1024
+
+
+def test_an_observed_call_keeps_every_value_of_the_context_it_was_called_in(tinyllm_capture):
+    from opentelemetry import baggage
+    from opentelemetry import context as otel_context
+
+    seen = {}
+
+    @observe(node="inner")
+    def inner():
+        seen["baggage"] = baggage.get_baggage("tenant")
+        seen["value"] = otel_context.get_value("app-key")
+        seen["span"] = trace.get_current_span().get_span_context().span_id
+        return 1
+
+    ctx = baggage.set_baggage("tenant", "acme")
+    ctx = otel_context.set_value("app-key", "kept", ctx)
+    token = otel_context.attach(ctx)
+    try:
+        assert inner() == 1
+        assert otel_context.get_value("app-key") == "kept"  # restored, nothing added
+        assert not trace.get_current_span().get_span_context().is_valid
+    finally:
+        otel_context.detach(token)
+    assert seen["baggage"] == "acme" and seen["value"] == "kept"
+    assert seen["span"] == tinyllm_capture.span("inner").context.span_id

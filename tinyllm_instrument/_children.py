@@ -35,7 +35,7 @@ from typing import Any
 import wrapt
 
 from . import _config
-from ._context import CURRENT_GRAPH
+from ._context import current_graph, set_graph
 from ._errors import KIT_LOGGER_NAME, Stage, report_internal_error
 from ._program import exec_main, module_program, script_program
 
@@ -156,14 +156,14 @@ def _attach_carrier(carrier: Mapping[str, str], graph: str | None) -> None:
     if carrier.get("traceparent"):
         otel_context.attach(extract_context(carrier))
     if graph:
-        CURRENT_GRAPH.set(graph)
+        set_graph(graph)
 
 
 def _current_carrier() -> dict[str, str]:
     from .telemetry import inject_context
 
     carrier = inject_context({})
-    graph = CURRENT_GRAPH.get()
+    graph = current_graph()
     if graph is not None and "traceparent" in carrier:
         carrier["graph"] = graph
     return carrier

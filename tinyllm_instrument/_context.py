@@ -1,18 +1,35 @@
-"""The kit's own context variables: the observed node, graph and model of the current call.
+"""The kit's own context variable: the observed node, graph and model of the current call.
 
-They sit at the bottom so that logging can read them when a line is rendered and observe can
-set them per call, without either importing the other.
+It sits at the bottom so that logging can read it when a line is rendered and observe can set it
+per call, without either importing the other.
 """
 
 from __future__ import annotations
 
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
-__all__ = ["CURRENT_GRAPH", "CURRENT_MODEL", "CURRENT_NODE", "NO_GRAPH"]
+__all__ = ["CURRENT_CALL", "NO_CALL", "NO_GRAPH", "current_graph", "set_graph"]
 
 #: Label value of ``graph`` for a node called outside any observed graph.
 NO_GRAPH = "none"
 
-CURRENT_NODE: ContextVar[str | None] = ContextVar("tinyllm_instrument_node", default=None)
-CURRENT_GRAPH: ContextVar[str | None] = ContextVar("tinyllm_instrument_graph", default=None)
-CURRENT_MODEL: ContextVar[str | None] = ContextVar("tinyllm_instrument_model", default=None)
+#: ``(node, graph, model)`` outside any observed call.
+NO_CALL: tuple[str | None, str | None, str | None] = (None, None, None)
+
+#: ``(node, graph, model)`` of the current observed call, in one variable: a call sets and resets
+#: one variable rather than three, and a stream does so around each of its items. The node is None
+#: in a graph's own code; the model is the innermost one declared by an observed call around.
+CURRENT_CALL: ContextVar[tuple[str | None, str | None, str | None]] = ContextVar(
+    "tinyllm_instrument_call", default=NO_CALL
+)
+
+
+def current_graph() -> str | None:
+    """The graph of the current observed call, or None outside any graph."""
+    return CURRENT_CALL.get()[1]
+
+
+def set_graph(graph: str | None) -> Token[tuple[str | None, str | None, str | None]]:
+    """Make ``graph`` the current graph (node and model unchanged); reset with the token."""
+    node, _, model = CURRENT_CALL.get()
+    return CURRENT_CALL.set((node, graph, model))

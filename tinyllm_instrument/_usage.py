@@ -8,7 +8,7 @@ from typing import Any
 from opentelemetry import trace
 
 from . import _config
-from ._context import CURRENT_GRAPH, CURRENT_MODEL, NO_GRAPH
+from ._context import CURRENT_CALL, NO_GRAPH
 from ._errors import Stage, report_internal_error
 from ._observe_settings import SETTINGS
 from .genai import conventions as c
@@ -68,8 +68,8 @@ def record_usage(
         return
     try:
         span = trace.get_current_span()
-        label = model if model is not None else CURRENT_MODEL.get()
-        graph = CURRENT_GRAPH.get()
+        _, graph, current_model = CURRENT_CALL.get()
+        label = model if model is not None else current_model
         graph_label = graph if graph is not None else NO_GRAPH
         model_label = label if label is not None else "unknown"
         collector = get_metrics_collector()

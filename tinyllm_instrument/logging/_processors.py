@@ -12,7 +12,7 @@ import structlog
 from opentelemetry import trace as _otel_trace
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from .._context import CURRENT_GRAPH, CURRENT_NODE, NO_GRAPH
+from .._context import CURRENT_CALL, NO_GRAPH
 from .._errors import Stage, report_internal_error
 from ..genai.sessions import log_fields
 from ..redaction import get_redaction_policy, safe_str
@@ -120,11 +120,10 @@ def add_trace_context(logger: WrappedLogger, method_name: str, event_dict: Event
 def add_graph_context(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """Add ``node`` and ``graph`` of the current ``@observe`` call, read when the line is logged.
 
-    ``@observe`` sets two context variables per call instead of binding structlog context, which
+    ``@observe`` sets one context variable per call instead of binding structlog context, which
     costs less on the hot path; a node outside any graph logs ``graph="none"``.
     """
-    node = CURRENT_NODE.get()
-    graph = CURRENT_GRAPH.get()
+    node, graph, _ = CURRENT_CALL.get()
     if node is not None:
         event_dict.setdefault("node", node)
         event_dict.setdefault("graph", graph if graph is not None else NO_GRAPH)
@@ -205,8 +204,7 @@ class Enrich:
                 report_internal_error(Stage.LOG_PROCESSOR, exc)
         else:  # a replacement (a test's, or yours): it gets the line as any processor would
             event_dict = cast(EventDict, trace(logger, method_name, event_dict))
-        node = CURRENT_NODE.get()
-        graph = CURRENT_GRAPH.get()
+        node, graph, _ = CURRENT_CALL.get()
         if node is not None:
             event_dict.setdefault("node", node)
             event_dict.setdefault("graph", graph if graph is not None else NO_GRAPH)

@@ -16,7 +16,7 @@ from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from .._context import CURRENT_GRAPH, CURRENT_NODE
+from .._context import CURRENT_CALL, NO_CALL
 from .._errors import KIT_LOGGER_NAME, Stage, report_internal_error
 from ..genai.sessions import has_scope, session_baggage, take_session
 from ..redaction import safe_text
@@ -278,8 +278,7 @@ class _Patch:
 def _inside_observed_work() -> bool:
     return (
         trace.get_current_span().get_span_context().is_valid
-        or CURRENT_GRAPH.get() is not None
-        or CURRENT_NODE.get() is not None
+        or CURRENT_CALL.get()[:2] != NO_CALL[:2]
         or has_scope()  # a using_attributes scope alone: its threads belong to the session
     )
 

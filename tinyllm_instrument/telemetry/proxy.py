@@ -25,7 +25,6 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
     ALWAYS_ON,
-    ParentBased,
     Sampler,
     TraceIdRatioBased,
 )
@@ -33,18 +32,20 @@ from opentelemetry.sdk.trace.sampling import (
 from .._atfork import call_in_forked_children
 from .config import TelemetryConfig
 from .ids import KitIdGenerator
+from .sampling import KitSampler
 
 __all__ = ["KitTracer", "KitTracerProvider", "build_resource", "is_sdk_provider", "sampler_for"]
 
 
 def sampler_for(rate: float) -> Sampler:
-    """Parent-based sampling at ``rate``. The two ends use ALWAYS_ON / ALWAYS_OFF: the same
-    decisions as a ratio sampler, without hashing the trace id on every root span."""
+    """Parent-based sampling at ``rate`` (``ParentBased``'s decisions, see :mod:`.sampling`).
+    The two ends use ALWAYS_ON / ALWAYS_OFF: the same decisions as a ratio sampler, without
+    hashing the trace id on every root span."""
     if rate >= 1.0:
-        return ParentBased(ALWAYS_ON)
+        return KitSampler(ALWAYS_ON)
     if rate <= 0.0:
-        return ParentBased(ALWAYS_OFF)
-    return ParentBased(TraceIdRatioBased(rate))
+        return KitSampler(ALWAYS_OFF)
+    return KitSampler(TraceIdRatioBased(rate))
 
 
 def build_resource(config: TelemetryConfig) -> Resource:
@@ -53,7 +54,24 @@ def build_resource(config: TelemetryConfig) -> Resource:
     attributes[SERVICE_NAME] = config.service_name
     # Resource.create adds the SDK's telemetry.sdk.* and OTEL_RESOURCE_ATTRIBUTES; ours take
     # precedence.
-    return Resource.create(attributes)
+    created = Resource.create(attributes)
+    return _HashedOnce(created.attributes, created.schema_url)
+
+
+class _HashedOnce(Resource):
+    """A Resource that computes its hash once. The OTLP encoder groups every span it encodes by
+    resource, and ``Resource.__hash__`` JSON-dumps the attributes each time: about a tenth of the
+    export thread's time in a profile of benchmarks/e2e_otlp.py. The attributes cannot change
+    (an immutable ``BoundedAttributes``), so neither can the hash.
+    """
+
+    _hash: int | None = None
+
+    def __hash__(self) -> int:
+        value = self._hash
+        if value is None:
+            value = self._hash = super().__hash__()
+        return value
 
 
 def is_sdk_provider(provider: object) -> bool:
