@@ -120,6 +120,7 @@ def test_the_list_of_all_names_holds_every_name_written():
 # Issue 15 #5: redaction must not eat the vocabulary
 # --------------------------------------------------------------------------------------------
 
+
 #: Judged sensitive by redaction.py today: the word "token" with no quantity word beside it.
 #: The fix is /work/wt/_notes/redaction-vocabulary.patch (redaction.py is not this branch's).
 @pytest.fixture

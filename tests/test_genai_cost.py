@@ -234,9 +234,7 @@ def test_the_learnt_genai_prices_rates_give_genai_prices_own_answer(model, provi
         cache_write_tokens=call.cache_creation_tokens,
     )
     try:
-        expected = genai_prices.calc_price(
-            usage, model, provider_id=prices_provider_id(provider)
-        )
+        expected = genai_prices.calc_price(usage, model, provider_id=prices_provider_id(provider))
     except ValueError:  # genai-prices refuses the malformed usage: a counted fault, no cost
         before = cost_errors()
         assert pricer.price(model, provider, call) is None
