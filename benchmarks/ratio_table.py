@@ -202,6 +202,74 @@ def log_table(runs: list[list[Sample]]) -> str:
     return "\n".join(lines)
 
 
+def _keyed_rounds(paths: list[str], key: str, stat: str) -> list[list[dict[str, float]]]:
+    """Per run, per round: ``extra_info[key]`` case -> ``stat`` ns per unit (presets, LangGraph)."""
+    runs = []
+    for path in paths:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        rounds: dict[int, dict[str, float]] = {}
+        for bench in data["benchmarks"]:
+            info = bench.get("extra_info") or {}
+            if key in info:
+                per_call = info.get("per_call", 1)
+                sample = rounds.setdefault(info.get("round", 0), {})
+                sample[info[key]] = bench["stats"][stat] * 1e9 / per_call
+        if rounds:
+            runs.append([rounds[r] for r in sorted(rounds)])
+    return runs
+
+
+def _paired(runs: list[list[dict[str, float]]], case: str, ref: str) -> str:
+    per_run = []
+    for run in runs:
+        ratios = [r[case] / r[ref] for r in run if case in r and ref in r]
+        if ratios:
+            per_run.append(statistics.median(ratios))
+    if not per_run:
+        return ""
+    med = statistics.median(per_run)
+    spread = f" ({min(per_run):.2f}-{max(per_run):.2f})" if len(per_run) > 1 else ""
+    return f"{med:.2f}{spread}"
+
+
+def presets_table(paths: list[str], stat: str) -> str:
+    """Presets on against off for calls they do not wrap; a LangGraph invoke per preset state."""
+    lines: list[str] = []
+    runs = _keyed_rounds(paths, "preset_case", stat)
+    rows = []
+    for case, label in (
+        ("plain", "a plain function"),
+        ("observed", "an @observe'd node"),
+        ("sdk_unwrapped", "an SDK method no preset wraps"),
+    ):
+        cell = _paired(runs, f"{case}_presets_on", f"{case}_presets_off")
+        if cell:
+            rows.append(f"| {label} | {cell} |")
+    if rows:
+        lines.append(
+            "Presets (@openai, @anthropic, @langgraph) installed, against not installed, for "
+            "calls they do not wrap (ratio within each round, as above; 1.0 = no cost):"
+        )
+        lines += ["", "| call | on / off |", "|---|---:|", *rows]
+    runs = _keyed_rounds(paths, "langgraph_case", stat)
+    rows = []
+    for case, label in (
+        ("observed", "@langgraph: graph span + a span per node"),
+        ("built_before", "@langgraph, graph built before install: graph span only"),
+        ("uninstalled", "@langgraph installed then uninstalled"),
+    ):
+        cell = _paired(runs, case, "plain")
+        if cell:
+            rows.append(f"| {label} | {cell} |")
+    if rows:
+        if lines:
+            lines.append("")
+        lines.append("A LangGraph invoke (3 nodes) against the same invoke with no preset:")
+        lines += ["", "| case | × plain invoke |", "|---|---:|", *rows]
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", help="pytest-benchmark --benchmark-json outputs")
@@ -218,10 +286,10 @@ def main() -> int:
         print("no benchmark results in " + ", ".join(args.files), file=sys.stderr)
         return 1
     print(table(runs))
-    extra = log_table(runs)
-    if extra:
-        print()
-        print(extra)
+    for extra in (log_table(runs), presets_table(args.files, args.stat)):
+        if extra:
+            print()
+            print(extra)
     return 0
 
 
