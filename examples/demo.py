@@ -155,9 +155,11 @@ def main() -> int:
     run_zero_code(out)
 
     if args.serve:
-        print(f"\nServing {url} until Ctrl-C; the JSON logs are in {log_path}.")
-        sys.stdout.flush()
+        # The line is inside the try: a Ctrl-C that comes as soon as it is read still ends the
+        # demo cleanly.
         try:
+            print(f"\nServing {url} until Ctrl-C; the JSON logs are in {log_path}.")
+            sys.stdout.flush()
             while True:
                 _thread.join(1.0)
         except KeyboardInterrupt:
