@@ -39,7 +39,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("genai",),
     ("_errors",),
     ("_calls",),
-    ("_config", "_context", "redaction", "_atfork", "_patterns"),
+    ("_config", "_context", "redaction", "_atfork", "_threads", "_patterns"),
 ]
 RANK = {name: len(LAYERS) - i for i, names in enumerate(LAYERS) for name in names}
 

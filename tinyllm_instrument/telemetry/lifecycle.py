@@ -47,6 +47,7 @@ from types import FrameType
 from typing import Any
 
 from .._errors import Stage, report_internal_error
+from .._threads import leave_signals_to_the_app
 from .config import TelemetryConfig
 
 __all__ = ["SIGTERM_EXIT_CODE", "restore_sigterm", "unwind_on_sigterm"]
@@ -69,6 +70,7 @@ class _State:
         self.flushes: list[Callable[[], object]] = []
         self.pid = 0  # the process that installed the handler (a forked child is another)
         self.ending = threading.Event()  # set by whoever runs the end: main thread or watchdog
+        self.fork_hooked = False
 
 
 _STATE = _State()
@@ -105,11 +107,26 @@ def unwind_on_sigterm(
             return False
         signal.signal(signal.SIGTERM, _on_sigterm)
         _STATE.pid = os.getpid()
+        if not _STATE.fork_hooked and hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_default_sigterm_in_forked_child)
+            _STATE.fork_hooked = True
     if timeout is not None:
         _STATE.timeout = timeout
     if flush is not None and flush not in _STATE.flushes:
         _STATE.flushes.append(flush)
     return True
+
+
+def _default_sigterm_in_forked_child() -> None:
+    # A forked child (most often a multiprocessing worker) ends on SIGTERM as it would without the
+    # kit: at once, by the kernel. With the kit's handler it would wait for its main thread to run
+    # the handler, which a worker blocked in a semaphore never does when the signal lands just
+    # before the wait: Pool.terminate() then joined that worker for ever and the app hung at exit.
+    try:
+        if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    except Exception:  # never the reason a fork fails
+        pass
 
 
 def restore_sigterm() -> None:
@@ -177,6 +194,7 @@ def _end(run_atexit: bool = True) -> None:
 
 
 def _watchdog(timeout: float) -> None:
+    leave_signals_to_the_app()  # _die() unblocks SIGTERM for the kill it sends itself
     if not _STATE.ending.wait(timeout):
         with _STATE.lock:
             mine = not _STATE.ending.is_set()
@@ -193,8 +211,12 @@ def _watchdog(timeout: float) -> None:
 def _within(seconds: float, func: Callable[[], None]) -> None:
     """Run ``func`` in a helper thread for at most ``seconds``: a lock held by a stuck thread
     (a log handler's, a stream's on a full pipe) must not hold the watchdog."""
+    def run() -> None:
+        leave_signals_to_the_app()
+        func()
+
     try:
-        helper = threading.Thread(target=func, name="tinyllm-sigterm-flush", daemon=True)
+        helper = threading.Thread(target=run, name="tinyllm-sigterm-flush", daemon=True)
         helper.start()
     except RuntimeError:  # no new threads at interpreter shutdown
         func()

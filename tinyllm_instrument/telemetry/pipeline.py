@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from .._atfork import call_in_forked_children
 from .._errors import KIT_LOGGER_NAME, Stage, report_internal_error
+from .._threads import leave_signals_to_the_app
 from .config import TelemetryConfig
 from .drops import DropLedger, DropReport, count_exported, merged
 
@@ -161,6 +162,7 @@ class ExportPipeline(SpanProcessor):
     # -- the export thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
+        leave_signals_to_the_app()
         while not self._closed:
             timer = not self._wake.wait(self._schedule_delay)
             self._wake.clear()
@@ -287,6 +289,8 @@ def _call_bounded(func: Callable[[], object], timeout: float, stage: str) -> boo
 
     def run() -> None:
         try:
+            if threading.current_thread() is not threading.main_thread():
+                leave_signals_to_the_app()
             func()
         except Exception as exc:
             report_internal_error(stage, exc)
