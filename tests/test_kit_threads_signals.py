@@ -128,3 +128,29 @@ def test_a_forked_child_ends_on_sigterm_as_python_would():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "0", "the forked child kept the kit's SIGTERM handler"
+
+
+_SPAWN_CHECK = """
+import multiprocessing, signal
+
+def handler_in_worker(_):
+    from tinyllm_instrument.telemetry.lifecycle import unwind_on_sigterm
+    installed = unwind_on_sigterm(timeout=1.0)
+    return installed, signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+if __name__ == "__main__":
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        print(pool.map(handler_in_worker, [0]))
+"""
+
+
+def test_a_multiprocessing_worker_keeps_sigterm_default(tmp_path):
+    # A spawned worker configures the kit again (under run, or a module-level configure): its
+    # parent ends it with SIGTERM, which must end it at once, as without the kit.
+    script = tmp_path / "spawn_check.py"
+    script.write_text(_SPAWN_CHECK)
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[(False, True)]"

@@ -99,7 +99,7 @@ def unwind_on_sigterm(
         >>> unwind_on_sigterm(timeout=5.0, flush=shutdown_telemetry)
         True
     """
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or _in_multiprocessing_child():
         return False
     current = signal.getsignal(signal.SIGTERM)
     if current is not _on_sigterm:
@@ -115,6 +115,16 @@ def unwind_on_sigterm(
     if flush is not None and flush not in _STATE.flushes:
         _STATE.flushes.append(flush)
     return True
+
+
+def _in_multiprocessing_child() -> bool:
+    """A process multiprocessing started (spawn, forkserver, fork): its parent ends it with
+    SIGTERM (``Pool.terminate()``, ``Process.terminate()``) and expects the default action."""
+    process = sys.modules.get("multiprocessing.process")
+    try:
+        return process is not None and process.parent_process() is not None
+    except Exception:  # an odd multiprocessing: behave as in any process
+        return False
 
 
 def _default_sigterm_in_forked_child() -> None:
