@@ -221,6 +221,7 @@ def _watchdog(timeout: float) -> None:
 def _within(seconds: float, func: Callable[[], None]) -> None:
     """Run ``func`` in a helper thread for at most ``seconds``: a lock held by a stuck thread
     (a log handler's, a stream's on a full pipe) must not hold the watchdog."""
+
     def run() -> None:
         leave_signals_to_the_app()
         func()
