@@ -128,3 +128,13 @@ def test_exemplars_lead_from_metrics_to_received_traces(live_stack):
         time.sleep(0.5)
         received = {span.trace_id for span in receiver.spans}
     assert trace_ids & received, "no exemplar trace id matches a span the receiver got"
+
+
+@pytest.mark.slow
+def test_troubleshooting_targets_check_shows_the_kit_endpoint_up(live_stack):
+    # docs/troubleshooting.md "Verify Prometheus is scraping": /api/v1/targets, read as the page
+    # says (health, lastError), against a real Prometheus scraping a `run --metrics-port` app.
+    prometheus, _ = live_stack
+    (target,) = prometheus.api("targets")["activeTargets"]
+    assert target["health"] == "up" and target["lastError"] == ""
+    assert target["scrapeUrl"].endswith("/metrics")
